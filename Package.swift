@@ -1,0 +1,149 @@
+// swift-tools-version:6.0
+// Meridian: the store's ML platform as small gRPC services on one runtime.
+//
+// Layout (see README.md):
+//   Shared/    runtime, generated contracts and the kit every service uses
+//   Services/  one folder per service: Server (logic), Executable (thin main)
+//   Tests/     tests over real loopback RPC
+// Code generators live in their own package (Shared/Codegen) so this build
+// never compiles them.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = []
+
+let package = Package(
+    name: "Meridian",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "catalog", targets: ["CatalogMain"]),
+        .executable(name: "feature-store", targets: ["FeatureStoreMain"]),
+        .executable(name: "inference", targets: ["InferenceMain"]),
+        .executable(name: "experimentation", targets: ["ExperimentationMain"]),
+        .executable(name: "personalization", targets: ["PersonalizationMain"]),
+        .library(name: "MeridianRPC", targets: ["MeridianRPC"]),
+        .library(name: "Contracts", targets: ["Contracts"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
+    targets: [
+        // MARK: Shared
+        .systemLibrary(
+            name: "CNGHTTP2",
+            path: "Shared/CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
+        .target(
+            name: "MeridianRPC",
+            dependencies: [
+                "CNGHTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/RPC",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "StandardProtos",
+            dependencies: [
+                "MeridianRPC",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Shared/StandardProtos"
+        ),
+        .target(
+            name: "StandardServices",
+            dependencies: [
+                "MeridianRPC", "StandardProtos",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/StandardServices",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Contracts",
+            dependencies: [
+                "MeridianRPC", "StandardProtos",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Shared/Contracts"
+        ),
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "MeridianRPC", "StandardServices", "StandardProtos",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Shared/ServiceKit",
+            swiftSettings: swiftSettings
+        ),
+    ] + services.flatMap(\.targets) + [
+        // MARK: Tests
+        .testTarget(
+            name: "RPCTests",
+            dependencies: ["MeridianRPC", "StandardProtos", "StandardServices", "ServiceKit", "Contracts"],
+            path: "Tests/RPCTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PlatformTests",
+            dependencies: ["ServiceKit", "Contracts"] + services.map { .target(name: $0.serverTarget) },
+            path: "Tests/PlatformTests",
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
+
+/// A service: a library with its logic (`Services/<Folder>/Server`) and a thin
+/// executable (`Services/<Folder>/Executable`) that only parses configuration,
+/// bootstraps logging and runs what the library builds.
+struct ServiceModule {
+    let folder: String
+    var serverTarget: String { folder + "Server" }
+    var mainTarget: String { folder + "Main" }
+    var extraDependencies: [Target.Dependency] = []
+
+    var targets: [Target] {
+        [
+            .target(
+                name: serverTarget,
+                dependencies: ["MeridianRPC", "Contracts", "ServiceKit", "StandardProtos",
+                               .product(name: "Logging", package: "swift-log")] + extraDependencies,
+                path: "Services/\(folder)/Server",
+                swiftSettings: swiftSettings
+            ),
+            .executableTarget(
+                name: mainTarget,
+                dependencies: [.target(name: serverTarget), "ServiceKit",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                path: "Services/\(folder)/Executable",
+                swiftSettings: swiftSettings
+            ),
+        ]
+    }
+}
+
+var services: [ServiceModule] {
+    [
+        ServiceModule(folder: "Catalog"),
+        ServiceModule(folder: "FeatureStore"),
+        ServiceModule(folder: "Inference"),
+        ServiceModule(folder: "Experimentation"),
+        ServiceModule(folder: "Personalization"),
+    ]
+}

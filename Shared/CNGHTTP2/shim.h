@@ -1,0 +1,4 @@
+#ifndef MERIDIAN_CNGHTTP2_SHIM_H
+#define MERIDIAN_CNGHTTP2_SHIM_H
+#include <nghttp2/nghttp2.h>
+#endif

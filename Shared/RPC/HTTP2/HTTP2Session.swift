@@ -1,0 +1,289 @@
+import CNGHTTP2
+import NIOCore
+
+/// What a data source gives nghttp2 when it asks for the next DATA frame.
+enum DataReadResult {
+    /// `count` bytes were copied; `endOfData` with optional trailers ends the
+    /// body (trailers go out as a final HEADERS frame with END_STREAM).
+    case bytes(count: Int, endOfData: Bool, trailers: [(String, String)]?)
+    /// Nothing to send now; call `resumeData` when there is.
+    case deferred
+}
+
+/// The events an HTTP/2 connection's owner handles. All calls happen on the
+/// channel's event loop, from inside `receive` or `send`.
+protocol HTTP2SessionDelegate: AnyObject {
+    func sessionBeginHeaders(streamID: Int32)
+    func sessionHeader(streamID: Int32, name: String, value: String)
+    func sessionHeadersComplete(streamID: Int32, endStream: Bool)
+    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer)
+    func sessionDataComplete(streamID: Int32, endStream: Bool)
+    func sessionStreamClosed(streamID: Int32, errorCode: UInt32)
+    func sessionGoAway(lastStreamID: Int32, errorCode: UInt32)
+    func sessionReadData(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> DataReadResult
+}
+
+struct HTTP2Error: Error, CustomStringConvertible {
+    let code: Int
+    let operation: String
+    var description: String {
+        "\(operation): \(String(cString: nghttp2_strerror(Int32(code))))"
+    }
+}
+
+/// A thin owner of one `nghttp2_session` driven through the memory-based API:
+/// bytes from the socket go into `receive`, bytes for the socket come out of
+/// `send`. nghttp2 does the framing, HPACK, flow control and the protocol's
+/// defences (header-list limits, reset and settings floods); we do the rest.
+///
+/// Not thread-safe: confined to the owning channel's event loop.
+final class HTTP2Session {
+    enum Role { case client, server }
+
+    struct Settings {
+        var maxConcurrentStreams: UInt32 = 100
+        var initialWindowSize: UInt32 = 1 << 20
+        var connectionWindowSize: Int32 = 16 << 20
+        var maxHeaderListSize: UInt32 = 16 << 10
+        var maxFrameSize: UInt32 = 16 << 10
+    }
+
+    private(set) var session: OpaquePointer!
+    unowned(unsafe) let delegate: any HTTP2SessionDelegate
+
+    init(role: Role, settings: Settings, delegate: any HTTP2SessionDelegate) throws {
+        self.delegate = delegate
+        var callbacks: OpaquePointer?
+        nghttp2_session_callbacks_new(&callbacks)
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        Self.installCallbacks(callbacks)
+
+        var option: OpaquePointer?
+        nghttp2_option_new(&option)
+        defer { nghttp2_option_del(option) }
+        // Window updates follow what the application has read, not what
+        // arrived: this is how backpressure reaches the peer.
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_option_set_max_send_header_block_length(option, 64 << 10)
+        if role == .client {
+            // Peers advertise their own limit; until they do, assume gRPC's usual.
+            nghttp2_option_set_peer_max_concurrent_streams(option, 100)
+        }
+
+        var created: OpaquePointer?
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        let rc = switch role {
+        case .server: nghttp2_session_server_new2(&created, callbacks, userData, option)
+        case .client: nghttp2_session_client_new2(&created, callbacks, userData, option)
+        }
+        guard rc == 0, let created else { throw HTTP2Error(code: Int(rc), operation: "session_new") }
+        self.session = created
+
+        var entries = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
+        ]
+        if role == .server {
+            entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams))
+        } else {
+            entries.append(nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
+        }
+        let settingsRC = nghttp2_submit_settings(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), entries, entries.count)
+        guard settingsRC == 0 else { throw HTTP2Error(code: Int(settingsRC), operation: "submit_settings") }
+        nghttp2_session_set_local_window_size(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize)
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+    }
+
+    /// Feeds bytes read from the socket. Throws on a protocol error, after
+    /// which the connection must be closed (nghttp2 has queued a GOAWAY).
+    func receive(_ buffer: ByteBuffer) throws {
+        try buffer.withUnsafeReadableBytes { bytes in
+            guard let base = bytes.baseAddress else { return }
+            let rc = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+            if rc < 0 { throw HTTP2Error(code: rc, operation: "mem_recv") }
+        }
+    }
+
+    /// Serializes every pending frame into `buffer`.
+    func send(into buffer: inout ByteBuffer) throws {
+        while true {
+            var data: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &data)
+            if n < 0 { throw HTTP2Error(code: n, operation: "mem_send") }
+            guard n > 0, let data else { return }
+            buffer.writeBytes(UnsafeRawBufferPointer(start: data, count: n))
+        }
+    }
+
+    var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+
+    /// Server: response headers, with a body provider when `hasBody`.
+    func submitResponse(streamID: Int32, headers: [(String, String)], hasBody: Bool) throws {
+        let rc = Self.withNameValues(headers) { nva, count in
+            if hasBody {
+                var provider = Self.dataProvider
+                return nghttp2_submit_response(session, streamID, nva, count, &provider)
+            }
+            return nghttp2_submit_response(session, streamID, nva, count, nil)
+        }
+        if rc != 0 { throw HTTP2Error(code: Int(rc), operation: "submit_response") }
+    }
+
+    /// Client: a new request; returns its stream id.
+    func submitRequest(headers: [(String, String)]) throws -> Int32 {
+        let streamID = Self.withNameValues(headers) { nva, count in
+            var provider = Self.dataProvider
+            return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+        }
+        if streamID < 0 { throw HTTP2Error(code: Int(streamID), operation: "submit_request") }
+        return streamID
+    }
+
+    func submitTrailers(streamID: Int32, headers: [(String, String)]) throws {
+        let rc = Self.withNameValues(headers) { nva, count in
+            nghttp2_submit_trailer(session, streamID, nva, count)
+        }
+        if rc != 0 { throw HTTP2Error(code: Int(rc), operation: "submit_trailer") }
+    }
+
+    /// Wakes a stream whose data source returned `.deferred`.
+    func resumeData(streamID: Int32) {
+        nghttp2_session_resume_data(session, streamID)
+    }
+
+    /// Tells nghttp2 the application has consumed `count` DATA bytes, which
+    /// lets it open the flow-control window again.
+    func consume(streamID: Int32, count: Int) {
+        guard count > 0 else { return }
+        if nghttp2_session_consume(session, streamID, count) != 0 {
+            // The stream is gone; give the connection window back anyway.
+            nghttp2_session_consume_connection(session, count)
+        }
+    }
+
+    func consumeConnection(count: Int) {
+        guard count > 0 else { return }
+        nghttp2_session_consume_connection(session, count)
+    }
+
+    func resetStream(streamID: Int32, errorCode: UInt32) {
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    }
+
+    /// A graceful GOAWAY: tells the client no new streams will be accepted.
+    func submitShutdownNotice() {
+        nghttp2_submit_shutdown_notice(session)
+    }
+
+    func submitGoAway(errorCode: UInt32, message: String = "") {
+        let last = nghttp2_session_get_last_proc_stream_id(session)
+        var bytes = Array(message.utf8)
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, &bytes, bytes.count)
+    }
+
+    func submitPing() {
+        nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+    }
+
+    /// Whether the stream can still take new outbound data.
+    func remoteWindowSize(streamID: Int32) -> Int {
+        Int(nghttp2_session_get_stream_remote_window_size(session, streamID))
+    }
+
+    // MARK: C bridging
+
+    private static func from(_ userData: UnsafeMutableRawPointer?) -> HTTP2Session {
+        Unmanaged<HTTP2Session>.fromOpaque(userData!).takeUnretainedValue()
+    }
+
+    private static let dataProvider = nghttp2_data_provider(
+        source: nghttp2_data_source(ptr: nil),
+        read_callback: { _, streamID, buf, length, flags, _, userData in
+            let session = HTTP2Session.from(userData)
+            let target = UnsafeMutableRawBufferPointer(start: buf, count: length)
+            switch session.delegate.sessionReadData(streamID: streamID, into: target) {
+            case .deferred:
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            case .bytes(let count, let endOfData, let trailers):
+                if endOfData {
+                    flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                    if let trailers {
+                        flags!.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                        try? session.submitTrailers(streamID: streamID, headers: trailers)
+                    }
+                }
+                return count
+            }
+        }
+    )
+
+    private static func installCallbacks(_ callbacks: OpaquePointer?) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
+            guard let frame else { return 0 }
+            if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) {
+                HTTP2Session.from(userData).delegate.sessionBeginHeaders(streamID: frame.pointee.hd.stream_id)
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
+            guard let frame, let name, let value else { return 0 }
+            let nameString = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
+            let valueString = String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
+            HTTP2Session.from(userData).delegate.sessionHeader(streamID: frame.pointee.hd.stream_id, name: nameString, value: valueString)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
+            guard let frame else { return 0 }
+            let delegate = HTTP2Session.from(userData).delegate
+            let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            switch UInt32(frame.pointee.hd.type) {
+            case NGHTTP2_HEADERS.rawValue:
+                delegate.sessionHeadersComplete(streamID: frame.pointee.hd.stream_id, endStream: endStream)
+            case NGHTTP2_DATA.rawValue:
+                delegate.sessionDataComplete(streamID: frame.pointee.hd.stream_id, endStream: endStream)
+            case NGHTTP2_GOAWAY.rawValue:
+                delegate.sessionGoAway(lastStreamID: frame.pointee.goaway.last_stream_id, errorCode: frame.pointee.goaway.error_code)
+            default:
+                break
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
+            guard let data else { return 0 }
+            HTTP2Session.from(userData).delegate.sessionData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
+            HTTP2Session.from(userData).delegate.sessionStreamClosed(streamID: streamID, errorCode: errorCode)
+            return 0
+        }
+    }
+
+    /// Builds nghttp2's name/value array over one temporary allocation;
+    /// nghttp2 copies the bytes during the submit call.
+    private static func withNameValues<R>(_ headers: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
+        var total = 0
+        for (name, value) in headers { total += name.utf8.count + value.utf8.count }
+        let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: max(total, 1))
+        defer { storage.deallocate() }
+        let nva = UnsafeMutablePointer<nghttp2_nv>.allocate(capacity: max(headers.count, 1))
+        defer { nva.deallocate() }
+        var offset = 0
+        for (index, (name, value)) in headers.enumerated() {
+            let namePointer = storage + offset
+            for byte in name.utf8 { storage[offset] = byte; offset += 1 }
+            let valuePointer = storage + offset
+            for byte in value.utf8 { storage[offset] = byte; offset += 1 }
+            (nva + index).initialize(to: nghttp2_nv(
+                name: namePointer, value: valuePointer,
+                namelen: name.utf8.count, valuelen: value.utf8.count,
+                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+        }
+        return body(UnsafePointer(nva), headers.count)
+    }
+}

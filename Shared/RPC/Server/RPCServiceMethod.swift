@@ -1,0 +1,106 @@
+import NIOCore
+import SwiftProtobuf
+
+/// A service a server can host: generated code conforms each service's
+/// handler protocol to this, listing its methods.
+public protocol RPCService: Sendable {
+    /// Every method this service serves.
+    var methods: [RPCServiceMethod] { get }
+    /// Base64 serialized `FileDescriptorProto`s of the service's proto file and
+    /// its dependencies, dependencies first: what gRPC reflection serves.
+    var fileDescriptors: [String] { get }
+}
+
+extension RPCService {
+    public var fileDescriptors: [String] { [] }
+}
+
+/// One servable method: its path, its kind, and how to run it over a call.
+/// Built by generated code through the typed factories below.
+public struct RPCServiceMethod: Sendable {
+    public enum Kind: Sendable, Hashable {
+        case unary, serverStreaming, clientStreaming, bidirectionalStreaming
+
+        /// Request-streaming methods start their handler at the request
+        /// headers; the others once the one request message has arrived.
+        var requestStreams: Bool { self == .clientStreaming || self == .bidirectionalStreaming }
+    }
+
+    public let path: String
+    public let kind: Kind
+    let run: @Sendable (ServerCall, ServerContext) async throws -> Void
+
+    public static func unary<Request: Message, Response: Message>(
+        _ path: String,
+        _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) -> RPCServiceMethod {
+        RPCServiceMethod(path: path, kind: .unary) { call, context in
+            let request = try Request(rpcPayload: call.takeUnaryRequest())
+            let response = try await handler(request, context)
+            try call.respondUnary(response.rpcPayload(), context: context)
+        }
+    }
+
+    public static func serverStreaming<Request: Message, Response: Message>(
+        _ path: String,
+        _ handler: @escaping @Sendable (Request, RPCResponseWriter<Response>, ServerContext) async throws -> Void
+    ) -> RPCServiceMethod {
+        RPCServiceMethod(path: path, kind: .serverStreaming) { call, context in
+            let request = try Request(rpcPayload: call.takeUnaryRequest())
+            try await handler(request, RPCResponseWriter(call: call, context: context), context)
+            call.finish(status: .ok, context: context)
+        }
+    }
+
+    public static func clientStreaming<Request: Message, Response: Message>(
+        _ path: String,
+        _ handler: @escaping @Sendable (RPCRequestStream<Request>, ServerContext) async throws -> Response
+    ) -> RPCServiceMethod {
+        RPCServiceMethod(path: path, kind: .clientStreaming) { call, context in
+            let response = try await handler(RPCRequestStream(call: call), context)
+            try call.respondUnary(response.rpcPayload(), context: context)
+        }
+    }
+
+    public static func bidirectionalStreaming<Request: Message, Response: Message>(
+        _ path: String,
+        _ handler: @escaping @Sendable (RPCRequestStream<Request>, RPCResponseWriter<Response>, ServerContext) async throws -> Void
+    ) -> RPCServiceMethod {
+        RPCServiceMethod(path: path, kind: .bidirectionalStreaming) { call, context in
+            try await handler(RPCRequestStream(call: call), RPCResponseWriter(call: call, context: context), context)
+            call.finish(status: .ok, context: context)
+        }
+    }
+}
+
+/// The request messages of a client- or bidirectional-streaming call. Reading
+/// is what opens the flow-control window: a slow handler slows its client.
+public struct RPCRequestStream<Message: SwiftProtobuf.Message>: AsyncSequence, Sendable {
+    public typealias Element = Message
+    let call: ServerCall
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let call: ServerCall
+        public mutating func next() async throws -> Message? {
+            guard let payload = try await call.nextRequest() else { return nil }
+            return try Message(rpcPayload: payload)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
+}
+
+/// Writes response messages of a server- or bidirectional-streaming call.
+/// `write` suspends while the client is not reading (backpressure).
+public struct RPCResponseWriter<Message: SwiftProtobuf.Message>: Sendable {
+    let call: ServerCall
+    let context: ServerContext
+
+    public func write(_ message: Message) async throws {
+        try await call.write(message.rpcPayload(), context: context)
+    }
+
+    public func write(contentsOf messages: some Sequence<Message>) async throws {
+        for message in messages { try await write(message) }
+    }
+}

@@ -1,0 +1,317 @@
+import Logging
+import NIOCore
+
+/// One RPC on a server connection: the bridge between the connection's event
+/// loop (where nghttp2 lives) and the handler's task.
+///
+/// Every stored property is confined to `eventLoop`; the methods the handler
+/// calls hop there first (or run inline when already on it). That is what the
+/// `@unchecked Sendable` promises.
+final class ServerCall: @unchecked Sendable {
+    let streamID: Int32
+    let eventLoop: any EventLoop
+    private unowned(unsafe) let connection: ServerConnectionHandler
+
+    // Request side.
+    var path = ""
+    var headers = RequestHeaders()
+    var method: RPCServiceMethod?
+    var context: ServerContext?
+    private var deframer: MessageDeframer
+    private var inbound = CircularBuffer<ByteBuffer>()
+    private var requestEnded = false
+    /// DATA bytes received but not yet given back to the flow-control window.
+    private var unconsumedBytes = 0
+    private var readerWaiter: CheckedContinuation<ByteBuffer?, any Error>?
+
+    // Response side.
+    private var state = ResponseState.idle
+    private var pendingOutbound = ByteBuffer()
+    private var pendingTrailers: [(String, String)]?
+    private var writerWaiter: CheckedContinuation<Void, any Error>?
+
+    // Lifetime.
+    var task: Task<Void, Never>?
+    var deadlineTimer: Scheduled<Void>?
+    var holdsPermit = false
+    private(set) var isClosed = false
+
+    /// What the response has sent so far.
+    enum ResponseState {
+        /// Nothing sent.
+        case idle
+        /// Headers submitted; messages may follow.
+        case streaming
+        /// Status queued or sent; nothing more may be written.
+        case finished
+    }
+
+    struct RequestHeaders {
+        var method = ""
+        var contentType = ""
+        var timeout: String?
+        var encoding: String?
+        var metadata = Metadata()
+    }
+
+    static let writeHighWatermark = 256 << 10
+    static let writeLowWatermark = 64 << 10
+
+    init(streamID: Int32, connection: ServerConnectionHandler, eventLoop: any EventLoop, maxMessageSize: Int) {
+        self.streamID = streamID
+        self.connection = connection
+        self.eventLoop = eventLoop
+        self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
+    }
+
+    var isFinished: Bool { state == .finished }
+
+    /// The connection answered in plain HTTP; nothing more may be sent.
+    func markAnswered() { state = .finished }
+
+    // MARK: Inbound (event loop)
+
+    /// Takes DATA bytes. Returns a status to fail the call with, if the bytes
+    /// break the protocol.
+    func receive(_ bytes: UnsafeRawBufferPointer) -> RPCStatus? {
+        unconsumedBytes += bytes.count
+        deframer.append(bytes)
+        do {
+            while let message = try deframer.next() {
+                if let method, !method.kind.requestStreams, inbound.count >= 1 {
+                    return RPCStatus(.internal, "more than one request message for a unary-request method")
+                }
+                inbound.append(message)
+            }
+        } catch .tooLarge(let size) {
+            return RPCStatus(.resourceExhausted, "request message of \(size) bytes exceeds the limit of \(deframer.maxMessageSize) bytes")
+        } catch {
+            return RPCStatus(.internal, "compressed message received without grpc-encoding")
+        }
+        // Give the window back while the handler has nothing to read, so a
+        // message larger than the window can still arrive in full. Once a
+        // whole message waits unread, the window stays shut: backpressure.
+        if inbound.isEmpty || method.map({ !$0.kind.requestStreams }) ?? true {
+            giveBackWindow()
+        }
+        deliverToReader()
+        return nil
+    }
+
+    func endOfRequest() -> RPCStatus? {
+        requestEnded = true
+        if deframer.hasPartialMessage {
+            return RPCStatus(.internal, "request ended inside a length-prefixed message")
+        }
+        deliverToReader()
+        return nil
+    }
+
+    private func giveBackWindow() {
+        connection.consume(streamID: streamID, count: unconsumedBytes)
+        unconsumedBytes = 0
+    }
+
+    private func deliverToReader() {
+        guard let waiter = readerWaiter else { return }
+        if let message = inbound.popFirst() {
+            readerWaiter = nil
+            if inbound.isEmpty { giveBackWindow() }
+            waiter.resume(returning: message)
+        } else if requestEnded {
+            readerWaiter = nil
+            waiter.resume(returning: nil)
+        }
+    }
+
+    // MARK: Handler API (any thread)
+
+    /// The single request of a unary-request method; the handler only starts
+    /// once the request has ended, so it is here or missing.
+    func takeUnaryRequest() throws(RPCError) -> ByteBuffer {
+        // Safe without a hop: the handler task starts after the request has
+        // ended and nothing touches `inbound` afterwards.
+        guard let message = inbound.first else {
+            throw RPCError(.internal, "request ended without a message for a unary-request method")
+        }
+        return message
+    }
+
+    func nextRequest() async throws -> ByteBuffer? {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
+                onLoop {
+                    if Task.isCancelled || self.isClosed && self.inbound.isEmpty && !self.requestEnded {
+                        continuation.resume(throwing: CancellationError())
+                        return
+                    }
+                    self.readerWaiter = continuation
+                    self.deliverToReader()
+                }
+            }
+        } onCancel: {
+            onLoop {
+                if let waiter = self.readerWaiter {
+                    self.readerWaiter = nil
+                    waiter.resume(throwing: CancellationError())
+                }
+            }
+        }
+    }
+
+    func write(_ payload: ByteBuffer, context: ServerContext) async throws {
+        try Task.checkCancellation()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                onLoop {
+                    guard !self.isClosed, self.state != .finished else {
+                        continuation.resume(throwing: CancellationError())
+                        return
+                    }
+                    self.startResponseIfNeeded(context: context)
+                    WireFormat.writeFrame(payload, into: &self.pendingOutbound)
+                    self.connection.resumeData(streamID: self.streamID)
+                    if self.pendingOutbound.readableBytes >= Self.writeHighWatermark {
+                        self.writerWaiter = continuation
+                    } else {
+                        continuation.resume()
+                    }
+                    self.connection.flush()
+                }
+            }
+        } onCancel: {
+            onLoop { self.failWriter(CancellationError()) }
+        }
+    }
+
+    /// Unary-response fast path: headers, the message and the status in one go.
+    func respondUnary(_ payload: ByteBuffer, context: ServerContext) {
+        onLoop {
+            guard !self.isClosed, self.state != .finished else { return }
+            self.startResponseIfNeeded(context: context)
+            WireFormat.writeFrame(payload, into: &self.pendingOutbound)
+            self.queueTrailers(status: .ok, trailers: context.responseTrailers)
+        }
+    }
+
+    /// Ends the call with `status`. Idempotent: the first status wins.
+    func finish(status: RPCStatus, context: ServerContext?) {
+        onLoop {
+            guard !self.isClosed, self.state != .finished else { return }
+            let trailers = context?.responseTrailers ?? Metadata()
+            if self.state == .idle {
+                self.sendTrailersOnly(status: status, metadata: trailers, headersMetadata: context?.responseHeaders)
+            } else {
+                self.queueTrailers(status: status, trailers: trailers)
+            }
+        }
+    }
+
+    // MARK: Response plumbing (event loop)
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop { body() } else { eventLoop.execute(body) }
+    }
+
+    private func startResponseIfNeeded(context: ServerContext) {
+        guard state == .idle else { return }
+        state = .streaming
+        var headers: [(String, String)] = [(":status", "200"), ("content-type", "application/grpc")]
+        HeaderCoding.append(context.responseHeaders, to: &headers)
+        connection.submitResponse(streamID: streamID, headers: headers, hasBody: true)
+    }
+
+    private func queueTrailers(status: RPCStatus, trailers: Metadata) {
+        state = .finished
+        var fields = HeaderCoding.statusFields(status)
+        HeaderCoding.append(trailers, to: &fields)
+        pendingTrailers = fields
+        connection.resumeData(streamID: streamID)
+        connection.flush()
+    }
+
+    /// An error before anything was sent: one HEADERS frame with the status.
+    func sendTrailersOnly(status: RPCStatus, metadata: Metadata = Metadata(), headersMetadata: Metadata? = nil) {
+        guard state == .idle, !isClosed else { return }
+        state = .finished
+        var fields: [(String, String)] = [(":status", "200"), ("content-type", "application/grpc")]
+        fields += HeaderCoding.statusFields(status)
+        if let headersMetadata { HeaderCoding.append(headersMetadata, to: &fields) }
+        HeaderCoding.append(metadata, to: &fields)
+        connection.submitResponse(streamID: streamID, headers: fields, hasBody: false)
+        connection.flush()
+    }
+
+    /// nghttp2 asks for the next DATA frame's bytes.
+    func readOutbound(into target: UnsafeMutableRawBufferPointer) -> DataReadResult {
+        let count = min(target.count, pendingOutbound.readableBytes)
+        if count > 0 {
+            pendingOutbound.withUnsafeReadableBytes { source in
+                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source.prefix(count)))
+            }
+            pendingOutbound.moveReaderIndex(forwardBy: count)
+            if pendingOutbound.readableBytes == 0 { pendingOutbound.clear() }
+            if pendingOutbound.readableBytes < Self.writeLowWatermark, let waiter = writerWaiter {
+                writerWaiter = nil
+                waiter.resume()
+            }
+        }
+        let drained = pendingOutbound.readableBytes == 0
+        if drained, let trailers = pendingTrailers {
+            pendingTrailers = nil
+            return .bytes(count: count, endOfData: true, trailers: trailers)
+        }
+        return count > 0 ? .bytes(count: count, endOfData: false, trailers: nil) : .deferred
+    }
+
+    /// The stream is gone (completed, reset by the client, or the connection
+    /// closed): stop the handler and release everything.
+    func closed() {
+        isClosed = true
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
+        if state != .finished {
+            // The caller left before we answered: the handler must not go on.
+            task?.cancel()
+        }
+        state = .finished
+        if let waiter = readerWaiter {
+            readerWaiter = nil
+            waiter.resume(throwing: CancellationError())
+        }
+        failWriter(CancellationError())
+        connection.consumeConnection(count: unconsumedBytes)
+        unconsumedBytes = 0
+        context = nil
+    }
+
+    private func failWriter(_ error: any Error) {
+        if let waiter = writerWaiter {
+            writerWaiter = nil
+            waiter.resume(throwing: error)
+        }
+    }
+}
+
+/// How metadata and status become HTTP/2 header fields.
+enum HeaderCoding {
+    static func statusFields(_ status: RPCStatus) -> [(String, String)] {
+        var fields = [("grpc-status", String(status.code.rawValue))]
+        if !status.message.isEmpty {
+            fields.append(("grpc-message", WireFormat.percentEncode(status.message)))
+        }
+        if let details = status.details {
+            fields.append(("grpc-status-details-bin", details.base64EncodedString().trimmingCharacters(in: ["="])))
+        }
+        return fields
+    }
+
+    static func append(_ metadata: Metadata, to fields: inout [(String, String)]) {
+        for (key, value) in metadata where !Metadata.isReserved(key) {
+            switch value {
+            case .string(let s): fields.append((key, s))
+            case .binary(let d): fields.append((key, d.base64EncodedString().trimmingCharacters(in: ["="])))
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+import CNGHTTP2
+import Logging
+import NIOCore
+
+/// One HTTP/2 connection on the server: feeds socket bytes to nghttp2, turns
+/// its events into calls, starts handler tasks, and writes what nghttp2 has
+/// to send. Lives on the channel's event loop.
+final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let shared: RPCServer.Shared
+    private var session: HTTP2Session!
+    private var context: ChannelHandlerContext!
+    private var calls: [Int32: ServerCall] = [:]
+    private var peer = "unknown"
+    private var isReading = false
+    private var idleTimer: Scheduled<Void>?
+    private var ageTimer: Scheduled<Void>?
+    private var draining = false
+
+    init(shared: RPCServer.Shared) {
+        self.shared = shared
+    }
+
+    var logger: Logger { shared.logger }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        peer = context.channel.remoteAddress?.description ?? "unknown"
+        do {
+            session = try HTTP2Session(role: .server, settings: shared.configuration.http2Settings, delegate: self)
+        } catch {
+            logger.error("cannot create HTTP/2 session", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+            return
+        }
+        shared.connections.register(self, on: context.eventLoop)
+        if let maxAge = shared.configuration.maxConnectionAge {
+            ageTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxAge) { [self] in beginGracefulShutdown() }
+        }
+        armIdleTimer()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        isReading = true
+        do {
+            try session.receive(buffer)
+        } catch {
+            logger.debug("HTTP/2 protocol error, closing", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            isReading = false
+            flush()
+            context.close(promise: nil)
+            return
+        }
+        isReading = false
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        ageTimer?.cancel()
+        for call in calls.values { releaseAndClose(call) }
+        calls.removeAll()
+        shared.connections.unregister(self, on: context.eventLoop)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: Output
+
+    /// Writes whatever nghttp2 has queued. Deferred while reading, so one
+    /// socket read produces one write.
+    func flush() {
+        guard !isReading, let context, let session else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 4096)
+        do {
+            try session.send(into: &buffer)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        if buffer.readableBytes > 0 {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+        if !session.wantsRead && !session.wantsWrite {
+            context.close(promise: nil)
+        }
+    }
+
+    func submitResponse(streamID: Int32, headers: [(String, String)], hasBody: Bool) {
+        do {
+            try session.submitResponse(streamID: streamID, headers: headers, hasBody: hasBody)
+        } catch {
+            logger.debug("cannot submit response", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+            session.resetStream(streamID: streamID, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
+        }
+    }
+
+    func resumeData(streamID: Int32) { session.resumeData(streamID: streamID) }
+    func consume(streamID: Int32, count: Int) { session.consume(streamID: streamID, count: count) }
+    func consumeConnection(count: Int) { session.consumeConnection(count: count) }
+
+    // MARK: Lifecycle
+
+    /// GOAWAY, then close once the calls in flight are done.
+    func beginGracefulShutdown() {
+        guard !draining, session != nil else { return }
+        draining = true
+        session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue)
+        flush()
+        if calls.isEmpty { context.close(promise: nil) }
+    }
+
+    /// Cancels every call still running (end of the shutdown grace period).
+    func cancelAllCalls() {
+        for call in calls.values {
+            call.finish(status: RPCStatus(.unavailable, "server is shutting down"), context: nil)
+            call.task?.cancel()
+        }
+        flush()
+        context?.close(promise: nil)
+    }
+
+    private func armIdleTimer() {
+        idleTimer?.cancel()
+        guard let maxIdle = shared.configuration.maxConnectionIdle else { return }
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxIdle) { [self] in
+            if calls.isEmpty { beginGracefulShutdown() }
+        }
+    }
+
+    // MARK: HTTP2SessionDelegate
+
+    func sessionBeginHeaders(streamID: Int32) {
+        guard calls[streamID] == nil else { return }  // trailers of a request
+        calls[streamID] = ServerCall(
+            streamID: streamID, connection: self, eventLoop: context.eventLoop,
+            maxMessageSize: shared.configuration.maxReceiveMessageSize)
+        idleTimer?.cancel()
+    }
+
+    func sessionHeader(streamID: Int32, name: String, value: String) {
+        guard let call = calls[streamID], call.method == nil, !call.isFinished else { return }
+        switch name {
+        case ":path": call.path = value
+        case ":method": call.headers.method = value
+        case "content-type": call.headers.contentType = value
+        case "grpc-timeout": call.headers.timeout = value
+        case "grpc-encoding": call.headers.encoding = value
+        default:
+            if !Metadata.isReserved(name) { call.headers.metadata.addFromWire(name: name, value: value) }
+        }
+    }
+
+    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
+        guard let call = calls[streamID] else { return }
+        if call.method == nil && !call.isFinished {
+            startCall(call)
+        }
+        if endStream { requestEnded(call) }
+    }
+
+    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
+        guard let call = calls[streamID] else {
+            session.consumeConnection(count: bytes.count)
+            return
+        }
+        if call.isFinished {
+            session.consume(streamID: streamID, count: bytes.count)
+            return
+        }
+        if let failure = call.receive(bytes) { fail(call, failure) }
+    }
+
+    func sessionDataComplete(streamID: Int32, endStream: Bool) {
+        guard endStream, let call = calls[streamID] else { return }
+        requestEnded(call)
+    }
+
+    func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
+        guard let call = calls.removeValue(forKey: streamID) else { return }
+        releaseAndClose(call)
+        if calls.isEmpty {
+            if draining { context.close(promise: nil) } else { armIdleTimer() }
+        }
+    }
+
+    func sessionGoAway(lastStreamID: Int32, errorCode: UInt32) {}
+
+    func sessionReadData(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> DataReadResult {
+        calls[streamID]?.readOutbound(into: buffer) ?? .bytes(count: 0, endOfData: true, trailers: nil)
+    }
+
+    // MARK: Calls
+
+    private func startCall(_ call: ServerCall) {
+        let headers = call.headers
+        guard headers.method == "POST" else {
+            call.sendTrailersOnly(status: RPCStatus(.unimplemented, "gRPC requires POST, got \(headers.method)"))
+            return
+        }
+        guard headers.contentType.hasPrefix("application/grpc") else {
+            // Not a gRPC request at all: answer in plain HTTP, as the protocol says.
+            call.markAnswered()
+            submitResponse(streamID: call.streamID, headers: [(":status", "415"), ("content-type", "text/plain")], hasBody: false)
+            return
+        }
+        if let encoding = headers.encoding, encoding != "identity" {
+            call.sendTrailersOnly(status: RPCStatus(.unimplemented, "grpc-encoding \(encoding) is not supported; use identity"))
+            return
+        }
+        var deadline: NIODeadline?
+        if let timeout = headers.timeout {
+            guard let nanoseconds = WireFormat.parseTimeout(timeout) else {
+                call.sendTrailersOnly(status: RPCStatus(.invalidArgument, "malformed grpc-timeout: \(timeout)"))
+                return
+            }
+            deadline = .now() + .nanoseconds(nanoseconds)
+        }
+        guard let method = shared.router.method(for: call.path) else {
+            call.sendTrailersOnly(status: shared.router.unimplementedStatus(for: call.path))
+            return
+        }
+        guard !draining else {
+            call.sendTrailersOnly(status: RPCStatus(.unavailable, "server is shutting down"))
+            return
+        }
+        guard shared.limiter.tryAcquire() else {
+            call.sendTrailersOnly(status: RPCStatus(
+                .unavailable, "server is at its limit of \(shared.limiter.limit) calls in flight; retry later",
+                details: StatusDetails.retryInfo(delayMilliseconds: 50, reason: "OVERLOADED")))
+            return
+        }
+        call.holdsPermit = true
+        call.method = method
+        let serverContext = ServerContext(path: call.path, requestMetadata: headers.metadata, deadline: deadline, peer: peer)
+        call.headers.metadata = Metadata()  // owned by the context now
+        if let deadline {
+            call.deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+                call.finish(status: RPCStatus(.deadlineExceeded, "deadline exceeded"), context: serverContext)
+                call.task?.cancel()
+                flush()
+            }
+        }
+        call.context = serverContext
+        if method.kind.requestStreams { launch(call) }
+    }
+
+    private func requestEnded(_ call: ServerCall) {
+        if let failure = call.endOfRequest() {
+            fail(call, failure)
+            return
+        }
+        if let method = call.method, !method.kind.requestStreams, call.task == nil, !call.isFinished {
+            launch(call)
+        }
+    }
+
+    private func launch(_ call: ServerCall) {
+        guard let method = call.method, let serverContext = call.context else { return }
+        call.task = Self.startTask(call, method: method, context: serverContext, shared: shared)
+    }
+
+    private static func startTask(_ call: ServerCall, method: RPCServiceMethod, context: ServerContext, shared: RPCServer.Shared) -> Task<Void, Never> {
+        Task { await serve(call, method: method, context: context, shared: shared) }
+    }
+
+    /// The body of a handler's task: interceptors, the handler, and the
+    /// status any error becomes.
+    private static func serve(_ call: ServerCall, method: RPCServiceMethod, context: ServerContext, shared: RPCServer.Shared) async {
+        do {
+            try await ServerContext.$current.withValue(context) {
+                try await shared.interceptors.run(context: context) {
+                    try await method.run(call, context)
+                }
+            }
+        } catch {
+            call.finish(status: status(for: error, context: context, logger: shared.logger), context: context)
+        }
+    }
+
+    private func fail(_ call: ServerCall, _ status: RPCStatus) {
+        call.finish(status: status, context: call.context)
+        call.task?.cancel()
+        flush()
+    }
+
+    private func releaseAndClose(_ call: ServerCall) {
+        call.closed()
+        if call.holdsPermit {
+            call.holdsPermit = false
+            shared.limiter.release()
+        }
+    }
+
+    /// The status a thrown error becomes. Only `RPCError`s choose their
+    /// status; anything else is UNKNOWN with no internals, and gets logged.
+    static func status(for error: any Error, context: ServerContext, logger: Logger) -> RPCStatus {
+        switch error {
+        case let error as RPCError:
+            for (key, value) in error.trailers { context.addTrailer(key, value) }
+            return error.status
+        case is CancellationError:
+            if let deadline = context.deadline, deadline <= .now() {
+                return RPCStatus(.deadlineExceeded, "deadline exceeded")
+            }
+            return RPCStatus(.cancelled, "call cancelled")
+        default:
+            logger.error("handler failed", metadata: ["rpc.method": "\(context.path)", "error": "\(error)"])
+            return RPCStatus(.unknown, "the handler failed unexpectedly")
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import NIOCore
+import Synchronization
+
+/// What a handler knows about the call it serves, and how it adds response
+/// metadata. One per RPC; available as `ServerContext.current` inside the
+/// handler's task so outgoing calls inherit its deadline and metadata.
+public final class ServerContext: Sendable {
+    /// `/package.Service/Method`.
+    public let path: String
+    /// The request's custom metadata (reserved HTTP/2 and `grpc-` headers removed).
+    public let requestMetadata: Metadata
+    /// When the caller stops waiting, from `grpc-timeout`; nil means no deadline.
+    public let deadline: NIODeadline?
+    /// The remote address, for logs.
+    public let peer: String
+
+    private struct ResponseMetadata {
+        var headers = Metadata()
+        var trailers = Metadata()
+    }
+    private let response = Mutex(ResponseMetadata())
+
+    init(path: String, requestMetadata: Metadata, deadline: NIODeadline?, peer: String) {
+        self.path = path
+        self.requestMetadata = requestMetadata
+        self.deadline = deadline
+        self.peer = peer
+    }
+
+    /// Metadata sent with the response headers. Only effective before the
+    /// first response message is written.
+    public func addResponseHeader(_ key: String, _ value: Metadata.Value) {
+        response.withLock { $0.headers.add(key, value: value) }
+    }
+
+    /// Metadata sent with the trailers, next to `grpc-status`.
+    public func addTrailer(_ key: String, _ value: Metadata.Value) {
+        response.withLock { $0.trailers.add(key, value: value) }
+    }
+
+    var responseHeaders: Metadata { response.withLock { $0.headers } }
+    var responseTrailers: Metadata { response.withLock { $0.trailers } }
+
+    /// The method name alone, e.g. `GetProduct`.
+    public var methodName: Substring {
+        path.lastIndex(of: "/").map { path[path.index(after: $0)...] } ?? Substring(path)
+    }
+
+    /// The fully-qualified service name, e.g. `platform.catalog.v1.CatalogService`.
+    public var serviceName: Substring {
+        let trimmed = path.dropFirst()
+        return trimmed.firstIndex(of: "/").map { trimmed[..<$0] } ?? trimmed
+    }
+
+    /// Time left before the deadline, if there is one.
+    public var timeRemaining: TimeAmount? {
+        deadline.map { $0 - .now() }
+    }
+
+    /// The context of the RPC the current task is serving, if any.
+    @TaskLocal public static var current: ServerContext?
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// The flags every service executable takes. Unset flags fall back to the
+/// environment, then to defaults (see `ServiceConfiguration`).
+public struct ServiceOptions: ParsableArguments {
+    @Option(help: "Address to listen on (env <SERVICE>_HOST; default 0.0.0.0).")
+    public var host: String?
+
+    @Option(help: "gRPC port (env <SERVICE>_PORT; default from the port map).")
+    public var port: Int?
+
+    @Option(name: .customLong("admin-port"), help: "HTTP admin port for /metrics and /healthz (env <SERVICE>_ADMIN_PORT; default port+1000; 0 disables).")
+    public var adminPort: Int?
+
+    @Option(name: .customLong("data-dir"), help: "Directory for embedded storage (env <SERVICE>_DATA_DIR; default ./data/<service>).")
+    public var dataDirectory: String?
+
+    @Option(name: .customLong("database-url"), help: "PostgreSQL URL, replacing embedded storage (env <SERVICE>_DATABASE_URL).")
+    public var databaseURL: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (env <SERVICE>_LOG_LEVEL; default info).")
+    public var logLevel: String?
+
+    @Flag(name: .customLong("demo-data"), help: "Load demo data on start (env <SERVICE>_DEMO_DATA=1).")
+    public var demoData = false
+
+    public init() {}
+
+    /// Resolves flags, then environment, then defaults.
+    public func configuration(
+        service: String,
+        dependencies: [String: String?] = [:],
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> ServiceConfiguration {
+        var configuration = ServiceConfiguration(name: service)
+        let prefix = configuration.environmentPrefix
+        func env(_ key: String) -> String? {
+            environment["\(prefix)_\(key)"].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        func int(_ key: String) throws -> Int? {
+            guard let text = env(key) else { return nil }
+            guard let value = Int(text) else { throw ValidationError("\(prefix)_\(key) must be an integer, got \(text)") }
+            return value
+        }
+        configuration.host = host ?? env("HOST") ?? "0.0.0.0"
+        configuration.port = try port ?? int("PORT") ?? PlatformPorts.defaultPort(for: service)
+        let admin = try adminPort ?? int("ADMIN_PORT") ?? configuration.port + PlatformPorts.adminOffset
+        configuration.adminPort = admin == 0 ? nil : admin
+        configuration.dataDirectory = dataDirectory ?? env("DATA_DIR") ?? "data/\(service)"
+        configuration.databaseURL = databaseURL ?? env("DATABASE_URL")
+        let level = logLevel ?? env("LOG_LEVEL") ?? "info"
+        guard let parsed = Logger.Level(rawValue: level) else { throw ValidationError("unknown log level \(level)") }
+        configuration.logLevel = parsed
+        configuration.seedDemoData = demoData || env("DEMO_DATA") == "1"
+        configuration.rpc.host = configuration.host
+        configuration.rpc.port = configuration.port
+        for (dependency, flagValue) in dependencies {
+            let key = dependency.uppercased().replacingOccurrences(of: "-", with: "_") + "_ADDRESS"
+            configuration.dependencies[dependency] = flagValue ?? env(key)
+                ?? "127.0.0.1:\(PlatformPorts.defaultPort(for: dependency))"
+        }
+        return configuration
+    }
+}

@@ -1,0 +1,87 @@
+import Logging
+import MeridianRPC
+import Metrics
+
+/// Logs every call that fails, and every call at debug level, with its
+/// method, status and duration.
+public struct LoggingInterceptor: ServerInterceptor {
+    let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    public func intercept(context: ServerContext, next: @Sendable () async throws -> Void) async throws {
+        let start = ContinuousClock.now
+        do {
+            try await next()
+            logger.debug("rpc ok", metadata: metadata(context, start, code: "OK"))
+        } catch let error as RPCError {
+            let level: Logger.Level = Self.isServerFault(error.code) ? .warning : .debug
+            var fields = metadata(context, start, code: "\(error.code)")
+            fields["rpc.message"] = "\(error.message)"
+            logger.log(level: level, "rpc failed", fields)
+            throw error
+        } catch {
+            logger.debug("rpc failed", metadata: metadata(context, start, code: "\(type(of: error))"))
+            throw error
+        }
+    }
+
+    private func metadata(_ context: ServerContext, _ start: ContinuousClock.Instant, code: String) -> Logger.Metadata {
+        var fields: Logger.Metadata = [
+            "rpc.method": "\(context.path)",
+            "rpc.code": "\(code)",
+            "rpc.duration_ms": "\((ContinuousClock.now - start).milliseconds)",
+            "peer": "\(context.peer)",
+        ]
+        if let tenant = context.requestMetadata["x-tenant-id"] { fields["tenant"] = "\(tenant)" }
+        if let requestID = context.requestMetadata["x-request-id"] { fields["request_id"] = "\(requestID)" }
+        return fields
+    }
+
+    static func isServerFault(_ code: RPCStatus.Code) -> Bool {
+        [.unknown, .internal, .dataLoss, .unavailable, .deadlineExceeded].contains(code)
+    }
+}
+
+/// Counts calls and times them per method and status code through
+/// swift-metrics: `rpc_server_calls_total` and `rpc_server_duration_seconds`.
+/// Whatever metrics backend the executable bootstrapped receives them.
+public struct MetricsInterceptor: ServerInterceptor {
+    let service: String
+
+    public init(service: String) {
+        self.service = service
+    }
+
+    public func intercept(context: ServerContext, next: @Sendable () async throws -> Void) async throws {
+        let start = ContinuousClock.now
+        var code = "OK"
+        defer {
+            let dimensions = [("service", service), ("method", String(context.methodName)), ("code", code)]
+            Counter(label: "rpc_server_calls_total", dimensions: dimensions).increment()
+            Metrics.Timer(label: "rpc_server_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
+                .record(duration: ContinuousClock.now - start)
+        }
+        do {
+            try await next()
+        } catch let error as RPCError {
+            code = "\(error.code)"
+            throw error
+        } catch is CancellationError {
+            code = "CANCELLED"
+            throw CancellationError()
+        } catch {
+            code = "UNKNOWN"
+            throw error
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in (fractional) milliseconds, for logs.
+    public var milliseconds: Double {
+        Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15
+    }
+}
