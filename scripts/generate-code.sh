@@ -25,7 +25,7 @@ bin="$scratch/release"
 declare -A module_dirs=(
   [StandardProtos]="Shared/StandardProtos/Generated"
   [Contracts]="Shared/Contracts/Generated"
-  [InteropTesting]="Tests/InteropServer/Generated"
+  [InteropTesting]="Tests/Interop/InteropTesting/Generated"
 )
 declare -A module_protos=(
   [StandardProtos]="google/rpc grpc/health grpc/reflection"

@@ -47,6 +47,7 @@ private final class AdminHandler: ChannelInboundHandler {
     let metrics: AdminServer.MetricsExporter?
     private var uri = ""
     private var method = HTTPMethod.GET
+    private var keepAlive = false
 
     init(ready: @escaping AdminServer.Readiness, metrics: AdminServer.MetricsExporter?) {
         self.ready = ready
@@ -58,6 +59,7 @@ private final class AdminHandler: ChannelInboundHandler {
         case .head(let head):
             uri = head.uri
             method = head.method
+            keepAlive = head.isKeepAlive
         case .body:
             break
         case .end:
@@ -67,7 +69,10 @@ private final class AdminHandler: ChannelInboundHandler {
             headers.add(name: "content-length", value: String(body.count))
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive {
+                written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            }
         }
     }
 

@@ -60,7 +60,7 @@ public final class ServiceHost: Sendable {
         if let adminPort = configuration.adminPort {
             let adminServer = try await AdminServer.start(
                 host: configuration.host, port: adminPort,
-                ready: { [serving] in serving.load(ordering: .relaxed) },
+                ready: { [self] in self.serving.load(ordering: .relaxed) },
                 metrics: metricsExporter, logger: logger)
             admin.withLock { $0 = adminServer }
         }
@@ -82,6 +82,7 @@ public final class ServiceHost: Sendable {
         guard serving.exchange(false, ordering: .relaxed) else { return }
         logger.info("\(configuration.name) shutting down")
         health.setAll(.notServing)
+        health.endWatches()
         await server.shutdown()
         await admin.withLock { $0 }?.stop()
         await onShutdown()
@@ -105,12 +106,14 @@ enum Signals {
                 let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
                 source.setEventHandler { once.fire() }
                 source.resume()
-                sources.withLock { $0.append(source) }
+                sources.append(source)
             }
         }
     }
 
-    private static let sources = Mutex<[any DispatchSourceSignal]>([])
+    /// Keeps the signal sources alive; touched only by the one caller of
+    /// `waitForTermination` (the executable's main task).
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
 
     private final class Once: Sendable {
         let continuation: Mutex<CheckedContinuation<Void, Never>?>

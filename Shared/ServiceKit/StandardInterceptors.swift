@@ -20,7 +20,7 @@ public struct LoggingInterceptor: ServerInterceptor {
             let level: Logger.Level = Self.isServerFault(error.code) ? .warning : .debug
             var fields = metadata(context, start, code: "\(error.code)")
             fields["rpc.message"] = "\(error.message)"
-            logger.log(level: level, "rpc failed", fields)
+            logger.log(level: level, "rpc failed", metadata: fields)
             throw error
         } catch {
             logger.debug("rpc failed", metadata: metadata(context, start, code: "\(type(of: error))"))

@@ -35,6 +35,15 @@ public final class HealthService: Grpc_Health_V1_HealthHandler, Sendable {
         for name in Set(names + [""]) { setStatus(status, for: name) }
     }
 
+    /// Ends every Watch stream (with OK) so shutdown does not wait on them.
+    public func endWatches() {
+        let watchers = state.withLock { state -> [AsyncStream<ServingStatus>.Continuation] in
+            defer { state.watchers = [:] }
+            return state.watchers.values.flatMap(\.values)
+        }
+        for watcher in watchers { watcher.finish() }
+    }
+
     public func status(of service: String) -> ServingStatus? {
         state.withLock { $0.statuses[service] }
     }

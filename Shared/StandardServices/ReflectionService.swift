@@ -55,24 +55,27 @@ struct DescriptorIndex: Sendable {
     private var encoded: [String: Data] = [:]
     private var fileBySymbol: [String: String] = [:]
     private var fileByExtension: [String: [Int32: String]] = [:]
-    let serviceNames: [String]
+    private(set) var serviceNames: [String] = []
 
     init(services: [any RPCService]) {
-        var names = Set<String>()
+        // Reflection describes itself too, as grpcurl expects.
+        var names: Set<String> = [Grpc_Reflection_V1_ServerReflection.name, Grpc_Reflection_V1alpha_ServerReflection.name]
+        var descriptors = Grpc_Reflection_V1_ServerReflection.fileDescriptors + Grpc_Reflection_V1alpha_ServerReflection.fileDescriptors
         for service in services {
             for method in service.methods {
                 let path = method.path.dropFirst()
                 if let slash = path.firstIndex(of: "/") { names.insert(String(path[..<slash])) }
             }
-            for base64 in service.fileDescriptors {
-                guard let data = Data(base64Encoded: base64),
-                      let file = try? Google_Protobuf_FileDescriptorProto(serializedBytes: data),
-                      files[file.name] == nil
-                else { continue }
-                files[file.name] = file
-                encoded[file.name] = data
-                indexSymbols(of: file)
-            }
+            descriptors += service.fileDescriptors
+        }
+        for base64 in descriptors {
+            guard let data = Data(base64Encoded: base64),
+                  let file = try? Google_Protobuf_FileDescriptorProto(serializedBytes: data),
+                  files[file.name] == nil
+            else { continue }
+            files[file.name] = file
+            encoded[file.name] = data
+            indexSymbols(of: file)
         }
         serviceNames = names.sorted()
     }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runtime benchmark: unary gRPC calls against a release build of the interop
+# test service (grpc.testing.TestService/UnaryCall, 32-byte payloads), the
+# server pinned to core 0 and h2load to core 1, at 1x1, 1x16 and 4x16
+# (connections x streams). nghttpd serving a small file on the same core is
+# the ceiling: plain HTTP/2 on libnghttp2 with no gRPC or Swift above it.
+# Each point is the median of RUNS runs of DURATION seconds.
+#
+#   scripts/benchmark-runtime.sh            # RUNS=3 DURATION=10
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+./scripts/install-dependencies.sh >/dev/null
+command -v nghttpd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-server >/dev/null
+
+runs=${RUNS:-3}
+duration=${DURATION:-10}
+swift build -c release --product interop-server >&2
+bin=$(swift build -c release --show-bin-path)
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# SimpleRequest{response_size: 32, payload: {body: 32 zero bytes}}, gRPC-framed.
+python3 - "$work/request.bin" <<'PY'
+import struct, sys
+body = b"\x00" * 32
+payload = b"\x1a" + bytes([len(body)]) + body            # Payload.body = 3
+message = b"\x10\x20" + b"\x1a" + bytes([len(payload)]) + payload  # response_size = 2, payload = 3
+open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+PY
+
+port=7990
+taskset -c 0 "$bin/interop-server" --port $port > "$work/server.log" 2>&1 &
+for _ in $(seq 1 100); do grep -q listening "$work/server.log" && break; sleep 0.1; done
+
+measure() {  # url, clients, streams, extra h2load args...
+  local url=$1 clients=$2 streams=$3; shift 3
+  local results=()
+  for _ in $(seq 1 "$runs"); do
+    out=$(taskset -c 1 h2load -D "$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 "$@" "$url" 2>&1)
+    rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
+    p50=$(echo "$out" | awk '/^time for request:/ {print $6}')
+    errors=$(echo "$out" | awk '/^requests:/ {print $8+$10+$12}')
+    results+=("$rps $p50 $errors")
+  done
+  printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
+}
+
+grpc_args=(-H "content-type: application/grpc" -H "te: trailers" -d "$work/request.bin")
+echo "# runtime benchmark: median of $runs x ${duration}s; server on core 0, h2load on core 1"
+printf '%-28s %-8s %12s %12s %8s\n' server load "req/s" "mean" errors
+for shape in "1 1" "1 16" "4 16"; do
+  set -- $shape
+  read -r rps mean errors <<<"$(measure "http://127.0.0.1:$port/grpc.testing.TestService/UnaryCall" "$1" "$2" "${grpc_args[@]}")"
+  printf '%-28s %-8s %12s %12s %8s\n' "meridian (interop-server)" "$1x$2" "$rps" "$mean" "$errors"
+done
+kill %1 2>/dev/null || true
+
+if command -v nghttpd >/dev/null; then
+  mkdir -p "$work/www" && head -c 32 /dev/zero > "$work/www/file"
+  taskset -c 0 nghttpd --no-tls -d "$work/www" 7991 >/dev/null 2>&1 &
+  sleep 0.5
+  for shape in "1 1" "1 16" "4 16"; do
+    set -- $shape
+    read -r rps mean errors <<<"$(measure "http://127.0.0.1:7991/file" "$1" "$2")"
+    printf '%-28s %-8s %12s %12s %8s\n' "nghttpd (ceiling)" "$1x$2" "$rps" "$mean" "$errors"
+  done
+fi
