@@ -20,6 +20,8 @@ let package = Package(
         .executable(name: "inference", targets: ["InferenceMain"]),
         .executable(name: "experimentation", targets: ["ExperimentationMain"]),
         .executable(name: "personalization", targets: ["PersonalizationMain"]),
+        .executable(name: "interop-server", targets: ["InteropServer"]),
+        .executable(name: "interop-client", targets: ["InteropClient"]),
         .library(name: "MeridianRPC", targets: ["MeridianRPC"]),
         .library(name: "Contracts", targets: ["Contracts"]),
     ],
@@ -93,6 +95,28 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
     ] + services.flatMap(\.targets) + [
+        // MARK: Interop with gRPC's own implementations (Tests/Interop)
+        .target(
+            name: "InteropTesting",
+            dependencies: [
+                "MeridianRPC", "StandardServices", "StandardProtos",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Tests/Interop/InteropTesting",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "InteropServer",
+            dependencies: ["InteropTesting", "ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tests/Interop/InteropServer",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "InteropClient",
+            dependencies: ["InteropTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tests/Interop/InteropClient",
+            swiftSettings: swiftSettings
+        ),
         // MARK: Tests
         .testTarget(
             name: "RPCTests",

@@ -96,9 +96,10 @@ public final class ServiceHost: Sendable {
     }
 }
 
-/// Turns SIGTERM and SIGINT into an awaitable event.
-enum Signals {
-    static func waitForTermination() async {
+/// Turns SIGTERM and SIGINT into an awaitable event, for executables.
+public enum Signals {
+    /// Returns when the process receives SIGTERM or SIGINT. Call once.
+    public static func waitForTermination() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let once = Once(continuation)
             for signalNumber in [SIGTERM, SIGINT] {
