@@ -14,6 +14,8 @@ cd "$root"
 
 check=false
 [ "${1:-}" = "--check" ] && check=true
+# Tests point this at a modified copy of proto/ to prove --check notices.
+proto_dir=${MERIDIAN_PROTO_DIR:-proto}
 
 scratch="$root/.build-codegen"
 for product in protoc-gen-swift protoc-gen-meridian-rpc; do
@@ -39,10 +41,10 @@ out=$(mktemp -d)
 trap 'rm -rf "$mappings" "$out"' EXIT
 for module in "${!module_protos[@]}"; do
   for dir in ${module_protos[$module]}; do
-    [ -d "proto/$dir" ] || continue
+    [ -d "$proto_dir/$dir" ] || continue
     while IFS= read -r file; do
-      printf 'mapping { module_name: "%s" proto_file_path: "%s" }\n' "$module" "${file#proto/}" >> "$mappings"
-    done < <(find "proto/$dir" -name '*.proto' | sort)
+      printf 'mapping { module_name: "%s" proto_file_path: "%s" }\n' "$module" "${file#"$proto_dir"/}" >> "$mappings"
+    done < <(find "$proto_dir/$dir" -name '*.proto' | sort)
   done
 done
 
@@ -50,11 +52,11 @@ options="Visibility=Public,FileNaming=PathToUnderscores,ProtoPathModuleMappings=
 for module in "${!module_protos[@]}"; do
   files=()
   for dir in ${module_protos[$module]}; do
-    [ -d "proto/$dir" ] && while IFS= read -r file; do files+=("${file#proto/}"); done < <(find "proto/$dir" -name '*.proto' | sort)
+    [ -d "$proto_dir/$dir" ] && while IFS= read -r file; do files+=("${file#"$proto_dir"/}"); done < <(find "$proto_dir/$dir" -name '*.proto' | sort)
   done
   ((${#files[@]})) || continue
   mkdir -p "$out/$module"
-  protoc -I proto \
+  protoc -I "$proto_dir" \
     --plugin=protoc-gen-swift="$bin/protoc-gen-swift" --swift_out="$options:$out/$module" \
     --plugin=protoc-gen-meridian-rpc="$bin/protoc-gen-meridian-rpc" --meridian-rpc_out="$options:$out/$module" \
     "${files[@]}"
