@@ -95,9 +95,11 @@ public struct Metadata: Sendable, Hashable, Sequence {
     }
 
     /// Header names the protocol reserves; they are never exposed as custom
-    /// metadata and never accepted from applications.
+    /// metadata and never accepted from applications. The retry pushback
+    /// trailer is the one `grpc-` name servers set themselves (gRFC A6).
     static func isReserved(_ key: String) -> Bool {
-        key.hasPrefix(":") || key.hasPrefix("grpc-") || key == "content-type" || key == "te"
+        key.hasPrefix(":") || (key.hasPrefix("grpc-") && key != "grpc-retry-pushback-ms")
+            || key == "content-type" || key == "te"
             || key == "user-agent" || key == "content-length" || key == "connection"
             || key == "host" || key == "transfer-encoding"
     }

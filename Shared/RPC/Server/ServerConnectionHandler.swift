@@ -18,6 +18,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     private var idleTimer: Scheduled<Void>?
     private var ageTimer: Scheduled<Void>?
     private var draining = false
+    private var closeAfterFlush = false
 
     init(shared: RPCServer.Shared) {
         self.shared = shared
@@ -99,7 +100,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         if buffer.readableBytes > 0 {
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         }
-        if !session.wantsRead && !session.wantsWrite {
+        if closeAfterFlush {
+            context.close(promise: nil)
+            return
+        }
+        // nghttp2 is done with the connection (GOAWAY exchanged, nothing in
+        // flight): drop it. Calls still running keep it open until they end.
+        if !session.wantsRead && !session.wantsWrite && calls.isEmpty {
             context.close(promise: nil)
         }
     }
@@ -124,8 +131,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         guard !draining, session != nil else { return }
         draining = true
         session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue)
+        closeAfterFlush = calls.isEmpty
         flush()
-        if calls.isEmpty { context.close(promise: nil) }
     }
 
     /// Cancels every call still running (end of the shutdown grace period).
@@ -198,7 +205,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         guard let call = calls.removeValue(forKey: streamID) else { return }
         releaseAndClose(call)
         if calls.isEmpty {
-            if draining { context.close(promise: nil) } else { armIdleTimer() }
+            // Close only after the frames that ended the stream are written:
+            // this runs in the middle of serializing them.
+            if draining { closeAfterFlush = true } else { armIdleTimer() }
         }
     }
 
