@@ -11,6 +11,7 @@ packages=(
   protobuf-c-compiler
   nghttp2-client          # h2load, for benchmarks
   python3-venv
+  libsqlite3-dev          # embedded storage (GRDB)
 )
 
 missing=()

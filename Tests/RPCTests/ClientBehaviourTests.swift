@@ -188,3 +188,31 @@ final class ScriptedService: RPCService, Sendable {
         await channel.close()
     }
 }
+
+/// Adds a header to every call, or refuses calls to one path.
+struct TenantInterceptor: ClientInterceptor {
+    func prepare(path: String, options: inout CallOptions) async throws {
+        if path == ScriptedService.slowPath { throw RPCError(.permissionDenied, "refused locally") }
+        options.metadata.add("x-tenant-id", "from-interceptor")
+    }
+}
+
+@Suite struct ClientInterceptorTests {
+    @Test func interceptorsAddMetadataAndCanRefuse() async throws {
+        let server = RPCServer(configuration: .defaults, services: [ScriptedService(failures: 0)], logger: Logger(label: "test"))
+        let port = try await server.start().port!
+        var configuration = RPCChannel.Configuration.defaults
+        configuration.interceptors = [TenantInterceptor()]
+        let channel = try RPCChannel(host: "127.0.0.1", port: port, configuration: configuration)
+        let response: UnaryResponse<Google_Protobuf_StringValue> = try await channel.unary(
+            path: ScriptedService.inspectPath, request: Google_Protobuf_StringValue(""))
+        #expect(response.message.value.hasSuffix("|from-interceptor"))
+        let refused = await #expect(throws: RPCError.self) {
+            let _: UnaryResponse<Google_Protobuf_Int64Value> = try await channel.unary(
+                path: ScriptedService.slowPath, request: Google_Protobuf_Int64Value(1))
+        }
+        #expect(refused?.code == .permissionDenied)
+        await channel.close()
+        await server.shutdown()
+    }
+}

@@ -34,6 +34,8 @@ public final class RPCChannel: Sendable {
         public var retryTokenRatio: Double
         /// Per-stream receive window.
         public var initialStreamWindowSize: UInt32
+        /// Run before every call, in order.
+        public var interceptors: [any ClientInterceptor] = []
 
         public static var defaults: Configuration {
             Configuration(
@@ -221,6 +223,10 @@ public final class RPCChannel: Sendable {
     /// Starts a call on a ready connection; `singleRequest` is sent with the
     /// headers and half-closes at once.
     func startCall(path: String, options: CallOptions, singleRequest: ByteBuffer?) async throws -> ClientCall {
+        var options = options
+        for interceptor in configuration.interceptors {
+            try await interceptor.prepare(path: path, options: &options)
+        }
         let deadline = resolveDeadline(options)
         if let deadline, deadline <= .now() {
             throw RPCError(.deadlineExceeded, "deadline exceeded before \(path) started")
