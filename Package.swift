@@ -32,6 +32,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         // MARK: Shared
@@ -164,7 +166,12 @@ struct ServiceModule {
 
 var services: [ServiceModule] {
     [
-        ServiceModule(folder: "Catalog"),
+        ServiceModule(folder: "Catalog", extraDependencies: [
+            "StandardServices",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         ServiceModule(folder: "FeatureStore"),
         ServiceModule(folder: "Inference"),
         ServiceModule(folder: "Experimentation"),

@@ -40,7 +40,7 @@ measure() {  # url, clients, streams, extra h2load args...
     out=$(taskset -c 1 h2load -D "$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 "$@" "$url" 2>&1)
     rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
     p50=$(echo "$out" | awk '/^time for request:/ {print $6}')
-    errors=$(echo "$out" | awk '/^requests:/ {print $8+$10+$12}')
+    errors=$(echo "$out" | awk '/^requests:/ {print $10+$12+$14}')
     results+=("$rps $p50 $errors")
   done
   printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"

@@ -100,6 +100,12 @@ public struct RPCResponseWriter<Message: SwiftProtobuf.Message>: Sendable {
         try await call.write(message.rpcPayload(), context: context)
     }
 
+    /// Sends the response headers (with any set on the context) before the
+    /// first message, so the caller knows the stream is live.
+    public func sendHeaders() async throws {
+        try await call.sendHeaders(context: context)
+    }
+
     public func write(contentsOf messages: some Sequence<Message>) async throws {
         for message in messages { try await write(message) }
     }

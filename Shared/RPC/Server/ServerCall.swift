@@ -184,6 +184,22 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
+    /// Sends the response headers now, before any message: a streaming
+    /// handler tells its caller the stream is established.
+    func sendHeaders(context: ServerContext) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            onLoop {
+                guard !self.isClosed, self.state != .finished else {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                self.startResponseIfNeeded(context: context)
+                self.connection.flush()
+                continuation.resume()
+            }
+        }
+    }
+
     /// Unary-response fast path: headers, the message and the status in one go.
     func respondUnary(_ payload: ByteBuffer, context: ServerContext) {
         onLoop {

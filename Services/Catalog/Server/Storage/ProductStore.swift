@@ -1,0 +1,105 @@
+import Contracts
+import Foundation
+import ServiceKit
+
+public typealias Product = Platform_Catalog_V1_Product
+
+/// Where products live. Two implementations share this contract: SQLite
+/// (embedded default) and, for scale, PostgreSQL. Business rules (masks,
+/// etags, validation) stay in `CatalogHandler`; a store only has to make each
+/// operation atomic and scoped to its tenant.
+public protocol ProductStore: Sendable {
+    /// The products with these ids that exist, by id.
+    func products(tenant: TenantID, ids: [String]) async throws -> [String: Product]
+
+    /// One page of `query`, after `cursor`, and how many match in all.
+    func list(tenant: TenantID, query: ProductQuery, after cursor: PageCursor?, limit: Int) async throws -> (products: [Product], total: Int)
+
+    /// One page of full-text hits, best first, after `cursor`.
+    func search(tenant: TenantID, text: String, filter: ProductFilter, after cursor: PageCursor?, limit: Int) async throws -> [(product: Product, relevance: Double)]
+
+    /// Reads the product, lets `decide` choose a write, and commits it with
+    /// its change-feed entry and idempotency record in one transaction. When
+    /// `idempotency` names a key already used, replays or rejects instead.
+    func modify(
+        tenant: TenantID, productID: String, idempotency: IdempotencyKey?,
+        decide: @Sendable (Product?) throws -> ProductWrite
+    ) async throws -> ModifyOutcome
+
+    /// Creates or replaces each product in one transaction; returns, for
+    /// each, whether it was created (true) or replaced (false).
+    func upsertAll(tenant: TenantID, products: [Product]) async throws -> [Bool]
+
+    /// Changes after `sequence`, oldest first.
+    func changes(tenant: TenantID, after sequence: Int64, limit: Int) async throws -> [ProductChangeRecord]
+
+    /// The newest change's sequence (0 when none), and the oldest still kept.
+    func changeBounds(tenant: TenantID) async throws -> (oldest: Int64, newest: Int64)
+
+    /// Ticks after every committed write, for change-feed watchers.
+    func changeNotifications() -> AsyncStream<Void>
+
+    /// A stored idempotent answer, or nil.
+    func idempotentResponse(tenant: TenantID, key: IdempotencyKey) async throws -> IdempotencyLookup
+
+    /// Stores an idempotent answer for a write that did not go through `modify`.
+    func saveIdempotentResponse(tenant: TenantID, key: IdempotencyKey, response: Data) async throws
+
+    /// Whether the store answers (health).
+    func isAvailable() async -> Bool
+
+    func close() async throws
+}
+
+/// What `modify` should do with the product it read.
+public enum ProductWrite: Sendable {
+    /// Store this product (created when there was none).
+    case save(Product)
+    /// Delete it.
+    case delete
+    /// Nothing to write; answer with this.
+    case none(Product?)
+}
+
+/// The result of `modify`.
+public enum ModifyOutcome: Sendable {
+    /// The write happened (or was a no-op); the product after it, nil if deleted.
+    case applied(Product?)
+    /// The idempotency key was used before with the same request: the
+    /// serialized first answer.
+    case replayed(Data)
+}
+
+/// A request id scoped to a method, and a hash of the request it came with.
+public struct IdempotencyKey: Sendable, Hashable {
+    public var method: String
+    public var key: String
+    public var requestHash: Data
+
+    public init(method: String, key: String, requestHash: Data) {
+        self.method = method
+        self.key = key
+        self.requestHash = requestHash
+    }
+}
+
+public enum IdempotencyLookup: Sendable {
+    case unused
+    case replay(Data)
+    case conflict
+}
+
+/// One entry of the change feed.
+public struct ProductChangeRecord: Sendable {
+    public var sequence: Int64
+    public var productID: String
+    public var type: Platform_Catalog_V1_ProductChange.ChangeType
+    /// The product after the change; nil for deletions.
+    public var product: Product?
+    public var time: Date
+}
+
+public enum StoreError: Error, Sendable {
+    /// The idempotency key was used with a different request.
+    case idempotencyConflict
+}
