@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Runtime benchmark: unary gRPC calls against a release build of the interop
-# test service (grpc.testing.TestService/UnaryCall, 32-byte payloads), the
-# server pinned to core 0 and h2load to core 1, at 1x1, 1x16 and 4x16
-# (connections x streams). nghttpd serving a small file on the same core is
-# the ceiling: plain HTTP/2 on libnghttp2 with no gRPC or Swift above it.
-# Each point is the median of RUNS runs of DURATION seconds.
+# Runtime and catalog benchmark. Release builds; the server pinned to core 0
+# and h2load to core 1; 1x1, 1x16 and 4x16 (connections x streams):
+#   - the interop test service (grpc.testing.TestService/UnaryCall, 32 bytes)
+#   - the real catalog on SQLite with the 10k-product demo catalog:
+#     GetProduct and BatchGetProducts(100)
+#   - nghttpd serving a small file: the ceiling, plain HTTP/2 on libnghttp2
+#     with no gRPC or Swift above it.
+# Each point is the median of RUNS runs of DURATION seconds. h2load counts
+# HTTP 200 as success whatever grpc-status says; the interop and catalog
+# tests check statuses, this measures speed.
 #
 #   scripts/benchmark-runtime.sh            # RUNS=3 DURATION=10
 set -euo pipefail
@@ -16,6 +20,7 @@ command -v nghttpd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install 
 runs=${RUNS:-3}
 duration=${DURATION:-10}
 swift build -c release --product interop-server >&2
+swift build -c release --product catalog >&2
 bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -48,13 +53,43 @@ measure() {  # url, clients, streams, extra h2load args...
 
 grpc_args=(-H "content-type: application/grpc" -H "te: trailers" -d "$work/request.bin")
 echo "# runtime benchmark: median of $runs x ${duration}s; server on core 0, h2load on core 1"
-printf '%-28s %-8s %12s %12s %8s\n' server load "req/s" "mean" errors
+printf '%-28s %-8s %12s %12s %8s\n' server load "req/s" "mean" failed
 for shape in "1 1" "1 16" "4 16"; do
   set -- $shape
   read -r rps mean errors <<<"$(measure "http://127.0.0.1:$port/grpc.testing.TestService/UnaryCall" "$1" "$2" "${grpc_args[@]}")"
   printf '%-28s %-8s %12s %12s %8s\n' "meridian (interop-server)" "$1x$2" "$rps" "$mean" "$errors"
 done
 kill %1 2>/dev/null || true
+
+# The catalog: GetProductRequest{product_id: "sku-04242"} and a
+# BatchGetProductsRequest of 100 ids, against the demo tenant.
+python3 - "$work" <<'PY'
+import struct, sys
+def frame(message): return b"\x00" + struct.pack(">I", len(message)) + message
+def string_field(number, value):
+    data = value.encode()
+    return bytes([number << 3 | 2, len(data)]) + data
+open(sys.argv[1] + "/get.bin", "wb").write(frame(string_field(1, "sku-04242")))
+open(sys.argv[1] + "/batch.bin", "wb").write(frame(b"".join(string_field(1, "sku-%05d" % (i * 97)) for i in range(100))))
+PY
+taskset -c 0 "$bin/catalog" --port 7992 --admin-port 0 --host 127.0.0.1 --data-dir "$work/catalog" --demo-data --log-level warning > "$work/catalog.log" 2>&1 &
+catalog_pid=$!
+for _ in $(seq 1 300); do
+  (exec 3<>/dev/tcp/127.0.0.1/7992) 2>/dev/null && break
+  sleep 0.1
+done
+catalog_args=(-H "content-type: application/grpc" -H "te: trailers" -H "x-tenant-id: demo")
+for shape in "1 1" "1 16" "4 16"; do
+  set -- $shape
+  read -r rps mean errors <<<"$(measure "http://127.0.0.1:7992/platform.catalog.v1.CatalogService/GetProduct" "$1" "$2" "${catalog_args[@]}" -d "$work/get.bin")"
+  printf '%-28s %-8s %12s %12s %8s\n' "catalog GetProduct" "$1x$2" "$rps" "$mean" "$errors"
+done
+for shape in "1 1" "4 16"; do
+  set -- $shape
+  read -r rps mean errors <<<"$(measure "http://127.0.0.1:7992/platform.catalog.v1.CatalogService/BatchGetProducts" "$1" "$2" "${catalog_args[@]}" -d "$work/batch.bin")"
+  printf '%-28s %-8s %12s %12s %8s\n' "catalog BatchGet(100)" "$1x$2" "$rps" "$mean" "$errors"
+done
+kill $catalog_pid 2>/dev/null || true
 
 if command -v nghttpd >/dev/null; then
   mkdir -p "$work/www" && head -c 32 /dev/zero > "$work/www/file"
