@@ -34,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // MARK: Shared
@@ -128,7 +129,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlatformTests",
-            dependencies: ["ServiceKit", "Contracts"] + services.map { .target(name: $0.serverTarget) },
+            dependencies: ["ServiceKit", "Contracts", "StandardServices", .product(name: "PostgresNIO", package: "postgres-nio")]
+                + services.map { .target(name: $0.serverTarget) },
             path: "Tests/PlatformTests",
             swiftSettings: swiftSettings
         ),
@@ -169,6 +171,7 @@ var services: [ServiceModule] {
         ServiceModule(folder: "Catalog", extraDependencies: [
             "StandardServices",
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),

@@ -70,7 +70,7 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
             response.totalSize = Int32(clamping: total)
             if products.count > pageSize, let last = response.products.last {
                 response.nextPageToken = tokens.encode(
-                    PageCursor(value: SQLiteProductStore.sortKey(of: last, for: query.order.field), productID: last.productID),
+                    PageCursor(value: ProductSQL.sortKey(of: last, for: query.order.field), productID: last.productID),
                     requestFingerprint: fingerprint)
             }
         }
@@ -100,7 +100,11 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
 
     public func createProduct(request: Platform_Catalog_V1_CreateProductRequest, context: ServerContext) async throws -> Product {
         let tenant = try TenantID.from(context)
-        try check(ProductValidation.productIDViolations(request.productID) + ProductValidation.violations(of: request.product))
+        var violations = ProductValidation.productIDViolations(request.productID) + ProductValidation.violations(of: request.product)
+        if !request.product.productID.isEmpty, request.product.productID != request.productID {
+            violations.append(FieldViolation("product.product_id", "must be empty or equal product_id \"\(request.productID)\""))
+        }
+        try check(violations)
         let id = request.productID
         let key = try idempotencyKey(request.requestID, method: "CreateProduct", request: request, context: context)
         return try await modify(tenant: tenant, id: id, key: key) { current in
@@ -163,6 +167,9 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
         }
 
         for try await request in requests {
+            guard request.products.count <= 1000 else {
+                throw RPCError.invalidArgument(violations: [FieldViolation("products", "at most 1000 products per message, got \(request.products.count)")])
+            }
             if requestID.isEmpty { requestID = request.requestID }
             if index == 0, !requestID.isEmpty {
                 // A replayed import answers from its first run without writing.

@@ -7,21 +7,23 @@ import ServiceKit
 /// Builds the catalog service from its configuration: what the executable
 /// runs and what tests start in-process.
 ///
-/// Storage is SQLite under `dataDirectory` (created and migrated on start).
-/// Page tokens are signed with a secret kept beside the data (or
-/// `CATALOG_PAGE_TOKEN_SECRET`), so tokens survive restarts.
+/// Storage is PostgreSQL when `databaseURL` is set, else SQLite under
+/// `dataDirectory`; either is migrated on start. Page tokens are signed with
+/// a secret kept in the data directory (or `CATALOG_PAGE_TOKEN_SECRET`,
+/// which replicas sharing a database must set alike), so tokens survive
+/// restarts.
 public func buildService(
     configuration: ServiceConfiguration,
     logger: Logger = Logger(label: "catalog"),
     metricsExporter: (@Sendable () -> [UInt8])? = nil
 ) async throws -> ServiceHost {
-    if configuration.databaseURL != nil {
-        // PostgreSQL support is tracked in the catalog issue; refuse rather
-        // than silently using another store.
-        throw RPCError(.unimplemented, "--database-url (PostgreSQL) is not supported by this build of catalog yet; use --data-dir")
-    }
     let directory = configuration.dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("meridian-catalog").path
-    let store = try SQLiteProductStore(path: (directory as NSString).appendingPathComponent("catalog.sqlite"))
+    let store: any ProductStore
+    if let url = configuration.databaseURL {
+        store = try await PostgresProductStore(url: url, logger: logger)
+    } else {
+        store = try SQLiteProductStore(path: (directory as NSString).appendingPathComponent("catalog.sqlite"))
+    }
     let secret = try pageTokenSecret(directory: directory)
     let handler = CatalogHandler(store: store, pageTokenSecret: secret, logger: logger)
     if configuration.seedDemoData {
@@ -30,7 +32,7 @@ public func buildService(
     }
     let pruning = Task {
         while !Task.isCancelled {
-            try? await store.pruneExpired()
+            try? await store.pruneExpired(now: Date())
             try? await Task.sleep(for: .seconds(3600))
         }
     }

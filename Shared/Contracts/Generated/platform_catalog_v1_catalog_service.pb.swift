@@ -8,10 +8,11 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The product catalog: what the store sells. Standard methods follow the
-/// API Improvement Proposals (AIP-131..135, 158, 160, 134, 154, 155); see
-/// platform/common/v1/common.proto for paging, errors, tenancy and
-/// idempotency conventions.
+/// The product catalog: what the store sells. Methods follow the API
+/// Improvement Proposals (standard methods AIP-131 to 135, batch get AIP-231,
+/// paging AIP-158, filtering AIP-160, etags AIP-154, request ids AIP-155).
+/// See platform/common/v1/common.proto for the paging, error, tenancy and
+/// idempotency conventions every method here follows.
 
 import SwiftProtobuf
 
@@ -154,8 +155,8 @@ public nonisolated struct Platform_Catalog_V1_BatchGetProductsRequest: Sendable 
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The products to return, at most 1000; duplicates are answered once each
-  /// time they appear.
+  /// The products to return, at most 1000. A repeated id is answered at
+  /// each position it appears.
   public var productIds: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -169,7 +170,7 @@ public nonisolated struct Platform_Catalog_V1_BatchGetProductsResponse: Sendable
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The products found, in request order.
+  /// The products found, in request order; ids not found are skipped.
   public var products: [Platform_Catalog_V1_Product] = []
 
   /// The requested ids that do not exist, in request order.
@@ -187,25 +188,32 @@ public nonisolated struct Platform_Catalog_V1_ListProductsRequest: Sendable {
   // methods supported on all messages.
 
   /// Maximum products per page: 0 means 50, values above 1000 are treated as
-  /// 1000, negative values are INVALID_ARGUMENT.
+  /// 1000, negative values are INVALID_ARGUMENT. A page may hold fewer.
   public var pageSize: Int32 = 0
 
   /// `next_page_token` of the previous page; empty for the first page. Only
   /// valid with the same filter and order_by.
   public var pageToken: String = String()
 
-  /// AIP-160 subset, conditions joined by AND:
-  ///   category = "home/kitchen"      (matches any of the product's categories)
-  ///   brand = "Acme"
-  ///   price >= 10.5, price < 100     (also >, <=; in the product's currency units)
-  ///   currency = "EUR"
-  ///   availability = IN_STOCK        (an Availability name without prefix)
-  /// Empty means every product.
+  /// A subset of AIP-160: one or more conditions joined by `AND` (no `OR`,
+  /// `NOT` or parentheses). The conditions are:
+  ///   category = "home/kitchen"   the product has this category (exact)
+  ///   brand = "Acme"              exact brand
+  ///   price >= 10.5               price compared with a decimal number in
+  ///                               units of its currency; operators are
+  ///                               <, <=, >, >=
+  ///   currency = "EUR"            the price's currency code
+  ///   availability = IN_STOCK     an Availability value without its
+  ///                               AVAILABILITY_ prefix
+  /// Example: `category = "shoes" AND price >= 10.5 AND price < 100`. String
+  /// values are double-quoted. Empty means every product. Anything else is
+  /// INVALID_ARGUMENT with a BadRequest naming `filter`.
   public var filter: String = String()
 
   /// Sort order: one of `product_id`, `title`, `price`, `create_time`,
-  /// `update_time`, optionally followed by ` desc`. Default `product_id`.
-  /// Ties are broken by product_id so paging is stable.
+  /// `update_time`, optionally followed by ` desc` (ascending otherwise).
+  /// Empty means `product_id`. Ties are broken by product_id so paging is
+  /// stable.
   public var orderBy: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -225,7 +233,8 @@ public nonisolated struct Platform_Catalog_V1_ListProductsResponse: Sendable {
   /// Token for the next page; empty exactly when this is the last page.
   public var nextPageToken: String = String()
 
-  /// How many products match the filter, at the time of the request.
+  /// Number of products matching the filter over all pages, counted when
+  /// the page was read.
   public var totalSize: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -413,10 +422,12 @@ public nonisolated struct Platform_Catalog_V1_ImportProductsRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Products to create or replace, by product_id.
+  /// Products to create or replace, by product_id; at most 1000 per
+  /// message. Output-only fields and etags are ignored.
   public var products: [Platform_Catalog_V1_Product] = []
 
-  /// Idempotency key of the whole import; set on the first message.
+  /// Idempotency key of the whole import; set on the first message (later
+  /// messages leave it empty or repeat it).
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -55,25 +55,35 @@ public protocol Platform_Catalog_V1_CatalogServiceHandler: RPCService {
     func listProducts(request: Platform_Catalog_V1_ListProductsRequest, context: ServerContext) async throws -> Platform_Catalog_V1_ListProductsResponse
 
     /// Ranked full-text search over title, description and brand, paged like
-    /// ListProducts. INVALID_ARGUMENT for an empty query.
+    /// ListProducts and narrowed by the same filter grammar. INVALID_ARGUMENT
+    /// for an empty query, a malformed filter, a negative page_size or a
+    /// page_token issued for a different query or filter.
     func searchProducts(request: Platform_Catalog_V1_SearchProductsRequest, context: ServerContext) async throws -> Platform_Catalog_V1_SearchProductsResponse
 
     /// Creates a product under `product_id`. ALREADY_EXISTS when the id is
-    /// taken; INVALID_ARGUMENT with a BadRequest listing every invalid field.
+    /// taken; INVALID_ARGUMENT with a BadRequest listing every invalid field
+    /// (including a `product.product_id` that differs from `product_id`), or
+    /// when `request_id` was already used for a different request.
     func createProduct(request: Platform_Catalog_V1_CreateProductRequest, context: ServerContext) async throws -> Platform_Catalog_V1_Product
 
     /// Changes the fields named by `update_mask`. ABORTED when `product.etag`
-    /// is set and stale; NOT_FOUND unless `allow_missing`; INVALID_ARGUMENT for
-    /// unknown mask paths or invalid values.
+    /// is set and stale; NOT_FOUND for an unknown id unless `allow_missing`;
+    /// INVALID_ARGUMENT (with a BadRequest) for unknown or immutable mask paths
+    /// or invalid values, or when `request_id` was already used for a
+    /// different request.
     func updateProduct(request: Platform_Catalog_V1_UpdateProductRequest, context: ServerContext) async throws -> Platform_Catalog_V1_Product
 
-    /// Deletes a product. ABORTED when `etag` is set and stale; NOT_FOUND
-    /// unless `allow_missing`.
+    /// Deletes a product. ABORTED when `etag` is set and stale; NOT_FOUND for
+    /// an unknown id unless `allow_missing`; INVALID_ARGUMENT for a malformed id.
     func deleteProduct(request: Platform_Catalog_V1_DeleteProductRequest, context: ServerContext) async throws -> Platform_Catalog_V1_DeleteProductResponse
 
-    /// Bulk upsert: a stream of batches, committed in transactions. Invalid
-    /// products are rejected one by one with a reason and never abort the valid
-    /// ones; the answer counts what happened.
+    /// Bulk upsert (client streaming): the client sends batches of products and
+    /// closes the stream; the server answers once with counts. Each batch is
+    /// committed on its own. Invalid products are reported one by one in
+    /// `errors` and never fail the valid ones. The call itself fails with
+    /// INVALID_ARGUMENT for a message of more than 1000 products; batches
+    /// committed before such a failure stay committed. With a `request_id`, a
+    /// repeated import answers with the first one's counts without writing.
     func importProducts(requests: RPCRequestStream<Platform_Catalog_V1_ImportProductsRequest>, context: ServerContext) async throws -> Platform_Catalog_V1_ImportProductsResponse
 
     /// The change feed: every create, update and delete in commit order, first
@@ -150,33 +160,43 @@ public struct Platform_Catalog_V1_CatalogServiceClient: Sendable {
     }
 
     /// Ranked full-text search over title, description and brand, paged like
-    /// ListProducts. INVALID_ARGUMENT for an empty query.
+    /// ListProducts and narrowed by the same filter grammar. INVALID_ARGUMENT
+    /// for an empty query, a malformed filter, a negative page_size or a
+    /// page_token issued for a different query or filter.
     public func searchProducts(_ request: Platform_Catalog_V1_SearchProductsRequest, options: CallOptions = .defaults) async throws -> Platform_Catalog_V1_SearchProductsResponse {
         try await channel.unary(path: Platform_Catalog_V1_CatalogService.Method.searchProducts, request: request, options: options).message
     }
 
     /// Creates a product under `product_id`. ALREADY_EXISTS when the id is
-    /// taken; INVALID_ARGUMENT with a BadRequest listing every invalid field.
+    /// taken; INVALID_ARGUMENT with a BadRequest listing every invalid field
+    /// (including a `product.product_id` that differs from `product_id`), or
+    /// when `request_id` was already used for a different request.
     public func createProduct(_ request: Platform_Catalog_V1_CreateProductRequest, options: CallOptions = .defaults) async throws -> Platform_Catalog_V1_Product {
         try await channel.unary(path: Platform_Catalog_V1_CatalogService.Method.createProduct, request: request, options: options).message
     }
 
     /// Changes the fields named by `update_mask`. ABORTED when `product.etag`
-    /// is set and stale; NOT_FOUND unless `allow_missing`; INVALID_ARGUMENT for
-    /// unknown mask paths or invalid values.
+    /// is set and stale; NOT_FOUND for an unknown id unless `allow_missing`;
+    /// INVALID_ARGUMENT (with a BadRequest) for unknown or immutable mask paths
+    /// or invalid values, or when `request_id` was already used for a
+    /// different request.
     public func updateProduct(_ request: Platform_Catalog_V1_UpdateProductRequest, options: CallOptions = .defaults) async throws -> Platform_Catalog_V1_Product {
         try await channel.unary(path: Platform_Catalog_V1_CatalogService.Method.updateProduct, request: request, options: options).message
     }
 
-    /// Deletes a product. ABORTED when `etag` is set and stale; NOT_FOUND
-    /// unless `allow_missing`.
+    /// Deletes a product. ABORTED when `etag` is set and stale; NOT_FOUND for
+    /// an unknown id unless `allow_missing`; INVALID_ARGUMENT for a malformed id.
     public func deleteProduct(_ request: Platform_Catalog_V1_DeleteProductRequest, options: CallOptions = .defaults) async throws -> Platform_Catalog_V1_DeleteProductResponse {
         try await channel.unary(path: Platform_Catalog_V1_CatalogService.Method.deleteProduct, request: request, options: options).message
     }
 
-    /// Bulk upsert: a stream of batches, committed in transactions. Invalid
-    /// products are rejected one by one with a reason and never abort the valid
-    /// ones; the answer counts what happened.
+    /// Bulk upsert (client streaming): the client sends batches of products and
+    /// closes the stream; the server answers once with counts. Each batch is
+    /// committed on its own. Invalid products are reported one by one in
+    /// `errors` and never fail the valid ones. The call itself fails with
+    /// INVALID_ARGUMENT for a message of more than 1000 products; batches
+    /// committed before such a failure stay committed. With a `request_id`, a
+    /// repeated import answers with the first one's counts without writing.
     public func importProducts(
         options: CallOptions = .defaults,
         requests: @Sendable (RPCRequestWriter<Platform_Catalog_V1_ImportProductsRequest>) async throws -> Void

@@ -8,8 +8,11 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// A/B experiments: definitions, deterministic assignment that matches
-/// GrowthBook's SDKs bit for bit, the exposure and event log, and results.
+/// A/B experiments: definitions with an audit log, deterministic assignment
+/// that gives the same answers as GrowthBook's SDKs for the same experiment
+/// and attributes, the exposure and event logs, and per-metric results. See
+/// platform/common/v1/common.proto for the paging, error, tenancy and
+/// idempotency conventions every method here follows.
 
 import SwiftProtobuf
 
@@ -23,37 +26,42 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-/// An A/B experiment.
+/// An A/B experiment: who is eligible, how units are split between
+/// variations, and what is measured. Fields mirror GrowthBook's experiment
+/// definition so assignments match its SDKs.
 public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique within the tenant, 1-128 characters of [A-Za-z0-9_.-]; immutable.
+  /// Unique within the tenant; 1-128 characters of [A-Za-z0-9._-]. Set on
+  /// create, immutable; the key for every other method.
   public var key: String {
     get {_storage._key}
     set {_uniqueStorage()._key = newValue}
   }
 
-  /// Display name.
+  /// Display name; at most 256 characters.
   public var name: String {
     get {_storage._name}
     set {_uniqueStorage()._name = newValue}
   }
 
-  /// What is tested and why.
+  /// What is tested and why; at most 10,000 characters.
   public var description_p: String {
     get {_storage._description_p}
     set {_uniqueStorage()._description_p = newValue}
   }
 
-  /// Variations, control first; at least 2.
+  /// The variations, control first; 2 to 20, with distinct keys.
   public var variations: [Platform_Experimentation_V1_Variation] {
     get {_storage._variations}
     set {_uniqueStorage()._variations = newValue}
   }
 
-  /// Fraction of eligible units included, in [0, 1]. Default 1.
+  /// Fraction of eligible units that enter the experiment, in [0, 1]; unset
+  /// means 1. As in GrowthBook it shrinks each variation's hash range from
+  /// its start, so raising it later adds units without moving any.
   public var coverage: Double {
     get {_storage._coverage ?? 0}
     set {_uniqueStorage()._coverage = newValue}
@@ -63,31 +71,36 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
   /// Clears the value of `coverage`. Subsequent reads from it will return its default value.
   public mutating func clearCoverage() {_uniqueStorage()._coverage = nil}
 
-  /// Unit attribute hashed for assignment. Default "id".
+  /// The unit attribute whose value is hashed, e.g. "id" or "session_id";
+  /// empty means "id".
   public var hashAttribute: String {
     get {_storage._hashAttribute}
     set {_uniqueStorage()._hashAttribute = newValue}
   }
 
-  /// Attribute used when hash_attribute is missing or empty.
+  /// Attribute hashed instead when `hash_attribute` is missing, null or empty
+  /// for a unit; empty means no fallback.
   public var fallbackAttribute: String {
     get {_storage._fallbackAttribute}
     set {_uniqueStorage()._fallbackAttribute = newValue}
   }
 
-  /// Hash seed. Default the key.
+  /// Hash seed; empty means the experiment key. Changing it reshuffles units.
   public var seed: String {
     get {_storage._seed}
     set {_uniqueStorage()._seed = newValue}
   }
 
-  /// GrowthBook hash version, 1 or 2. Default 2 for new experiments.
+  /// GrowthBook's hash version: 1 (FNV-1a of value + seed, 1000 buckets) or 2
+  /// (FNV-1a applied twice, seed first, 10,000 buckets; better spread). 0 on
+  /// create means 2; stored experiments always hold 1 or 2.
   public var hashVersion: Int32 {
     get {_storage._hashVersion}
     set {_uniqueStorage()._hashVersion = newValue}
   }
 
-  /// Mutually exclusive experiments share a namespace with disjoint ranges.
+  /// Optional slice of a namespace that makes experiments sharing it
+  /// mutually exclusive. Ignored when `filters` is set, as in GrowthBook.
   public var namespace: Platform_Experimentation_V1_Namespace {
     get {_storage._namespace ?? Platform_Experimentation_V1_Namespace()}
     set {_uniqueStorage()._namespace = newValue}
@@ -97,14 +110,16 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
   /// Clears the value of `namespace`. Subsequent reads from it will return its default value.
   public mutating func clearNamespace() {_uniqueStorage()._namespace = nil}
 
-  /// Hash-range filters a unit must pass (alternative to namespaces).
+  /// Hash-range filters; a unit must pass all of them. When set they replace
+  /// `namespace`.
   public var filters: [Platform_Experimentation_V1_Filter] {
     get {_storage._filters}
     set {_uniqueStorage()._filters = newValue}
   }
 
-  /// Targeting condition in GrowthBook's Mongo-like language, e.g.
-  /// {"country": {"$in": ["DE", "FR"]}}. Empty targets everyone.
+  /// Targeting condition in GrowthBook's MongoDB-like syntax over the unit's
+  /// attributes, e.g. {"country": {"$in": ["DE", "AT"]}}; at most 64 KiB.
+  /// Unset or empty targets every unit.
   public var condition: SwiftProtobuf.Google_Protobuf_Struct {
     get {_storage._condition ?? SwiftProtobuf.Google_Protobuf_Struct()}
     set {_uniqueStorage()._condition = newValue}
@@ -114,19 +129,21 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
   /// Clears the value of `condition`. Subsequent reads from it will return its default value.
   public mutating func clearCondition() {_uniqueStorage()._condition = nil}
 
-  /// Life-cycle status.
+  /// Life-cycle status; see Status for the allowed changes.
   public var status: Platform_Experimentation_V1_Experiment.Status {
     get {_storage._status}
     set {_uniqueStorage()._status = newValue}
   }
 
-  /// While STOPPED, every unit gets this variation (the winner), if set.
+  /// Key of the winning variation, served to targeted units while STOPPED;
+  /// empty means none. Must name one of `variations`.
   public var forcedVariationKey: String {
     get {_storage._forcedVariationKey}
     set {_uniqueStorage()._forcedVariationKey = newValue}
   }
 
-  /// Assign only after this time, when set.
+  /// A RUNNING experiment assigns no one before this time; unset means no
+  /// lower bound.
   public var startTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_storage._startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_uniqueStorage()._startTime = newValue}
@@ -136,7 +153,8 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
   /// Clears the value of `startTime`. Subsequent reads from it will return its default value.
   public mutating func clearStartTime() {_uniqueStorage()._startTime = nil}
 
-  /// Assign only before this time, when set.
+  /// A RUNNING experiment assigns no one from this time on; unset means no
+  /// upper bound. Must be after start_time when both are set.
   public var endTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_storage._endTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_uniqueStorage()._endTime = newValue}
@@ -146,7 +164,7 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
   /// Clears the value of `endTime`. Subsequent reads from it will return its default value.
   public mutating func clearEndTime() {_uniqueStorage()._endTime = nil}
 
-  /// Creation time; output only.
+  /// When the experiment was created. Output only.
   public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_storage._createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_uniqueStorage()._createTime = newValue}
@@ -156,7 +174,7 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
   /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
   public mutating func clearCreateTime() {_uniqueStorage()._createTime = nil}
 
-  /// Last change; output only.
+  /// When the experiment last changed. Output only.
   public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_uniqueStorage()._updateTime = newValue}
@@ -166,25 +184,28 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
   /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
   public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
 
-  /// Opaque version tag for optimistic concurrency; output only.
+  /// Opaque version tag that changes on every write. Send it back in
+  /// UpdateExperiment to fail with ABORTED instead of overwriting a
+  /// concurrent change; leave it empty to update unconditionally.
   public var etag: String {
     get {_storage._etag}
     set {_uniqueStorage()._etag = newValue}
   }
 
-  /// Free-form labels.
+  /// Free-form tags; at most 50, each at most 64 characters.
   public var tags: [String] {
     get {_storage._tags}
     set {_uniqueStorage()._tags = newValue}
   }
 
-  /// Owning team or person.
+  /// The owning team or person; at most 256 characters.
   public var owner: String {
     get {_storage._owner}
     set {_uniqueStorage()._owner = newValue}
   }
 
-  /// Metrics analysed by GetResults, e.g. ["purchase", "revenue"].
+  /// Event keys analysed for this experiment, e.g. ["purchase", "revenue"];
+  /// at most 50. Informational: GetResults accepts any event key.
   public var metricKeys: [String] {
     get {_storage._metricKeys}
     set {_uniqueStorage()._metricKeys = newValue}
@@ -192,20 +213,21 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// Where the experiment is in its life.
+  /// Where an experiment is in its life.
   public nonisolated enum Status: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
 
-    /// Not set.
+    /// Not set. On create it means STATUS_DRAFT; as a list filter, any.
     case unspecified // = 0
 
-    /// Being set up; assignments say NOT_RUNNING.
+    /// Being set up; nobody is assigned (NOT_RUNNING).
     case draft // = 1
 
-    /// Assigning units.
+    /// Assigning units between start_time and end_time.
     case running // = 2
 
-    /// Over; assigns `forced_variation_key` to everyone when set, else nothing.
+    /// Finished. Units targeted by `condition` get `forced_variation_key`
+    /// when it is set (FORCED); otherwise nobody is assigned (NOT_RUNNING).
     case stopped // = 3
     case UNRECOGNIZED(Int)
 
@@ -254,16 +276,19 @@ public nonisolated struct Platform_Experimentation_V1_Variation: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique within the experiment, e.g. "control", "treatment".
+  /// Unique within the experiment; 1-64 characters of [A-Za-z0-9._-], e.g.
+  /// "control" or "treatment".
   public var key: String = String()
 
-  /// Share of covered traffic; weights sum to 1 within 0.01.
+  /// Share of covered units assigned here, in [0, 1]; the weights of an
+  /// experiment sum to 1 within 0.01.
   public var weight: Double = 0
 
-  /// Display name.
+  /// Display name; at most 256 characters.
   public var name: String = String()
 
-  /// Payload the application uses, e.g. {"model_version": "2"}.
+  /// Payload handed to the application with the assignment, e.g.
+  /// {"ranker": "v2"}; at most 64 KiB. Unset means null.
   public var value: SwiftProtobuf.Google_Protobuf_Value {
     get {_value ?? SwiftProtobuf.Google_Protobuf_Value()}
     set {_value = newValue}
@@ -280,20 +305,21 @@ public nonisolated struct Platform_Experimentation_V1_Variation: Sendable {
   fileprivate var _value: SwiftProtobuf.Google_Protobuf_Value? = nil
 }
 
-/// A namespace slice: units whose namespace hash falls in [range_start,
-/// range_end) may enter.
+/// A slice of a namespace. A unit is in the slice when GrowthBook's version 1
+/// hash of its hash value, seeded with "__" + id, lies in
+/// [range_start, range_end).
 public nonisolated struct Platform_Experimentation_V1_Namespace: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Namespace id shared by mutually exclusive experiments.
+  /// Namespace shared by mutually exclusive experiments; 1-128 characters.
   public var id: String = String()
 
-  /// Inclusive start, in [0, 1].
+  /// Inclusive start of the slice, in [0, 1).
   public var rangeStart: Double = 0
 
-  /// Exclusive end, in [0, 1].
+  /// Exclusive end of the slice, in (range_start, 1].
   public var rangeEnd: Double = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -301,22 +327,23 @@ public nonisolated struct Platform_Experimentation_V1_Namespace: Sendable {
   public init() {}
 }
 
-/// A hash-range filter.
+/// A hash-range filter: the unit passes when the hash of its `attribute`
+/// value lies in one of `ranges`.
 public nonisolated struct Platform_Experimentation_V1_Filter: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Attribute hashed; default the experiment's hash_attribute.
+  /// Unit attribute hashed; empty means "id" (GrowthBook's default).
   public var attribute: String = String()
 
-  /// Seed of the hash.
+  /// Hash seed; required, 1-128 characters.
   public var seed: String = String()
 
-  /// Hash version; default 2.
+  /// Hash version, 1 or 2; 0 means 2.
   public var hashVersion: Int32 = 0
 
-  /// The unit passes when its hash is in any of these ranges.
+  /// Accepted hash ranges; at least one.
   public var ranges: [Platform_Experimentation_V1_Range] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -324,7 +351,7 @@ public nonisolated struct Platform_Experimentation_V1_Filter: Sendable {
   public init() {}
 }
 
-/// A half-open range [start, end) of hash values.
+/// A half-open range [start, end) of hash values, with 0 <= start < end <= 1.
 public nonisolated struct Platform_Experimentation_V1_Range: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -347,7 +374,7 @@ public nonisolated struct Platform_Experimentation_V1_CreateExperimentRequest: S
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The experiment; output-only fields are ignored.
+  /// The new experiment, including its key; output-only fields are ignored.
   public var experiment: Platform_Experimentation_V1_Experiment {
     get {_experiment ?? Platform_Experimentation_V1_Experiment()}
     set {_experiment = newValue}
@@ -357,7 +384,9 @@ public nonisolated struct Platform_Experimentation_V1_CreateExperimentRequest: S
   /// Clears the value of `experiment`. Subsequent reads from it will return its default value.
   public mutating func clearExperiment() {self._experiment = nil}
 
-  /// Idempotency key (or `idempotency-key` metadata).
+  /// Idempotency key (or the `idempotency-key` metadata): a retry with the
+  /// same key and request returns the first answer. Keys expire after 24
+  /// hours.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -387,7 +416,8 @@ public nonisolated struct Platform_Experimentation_V1_UpdateExperimentRequest: S
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The experiment with new values; `key` says which; `etag` guards.
+  /// The experiment with its new values: `key` says which one, and a
+  /// non-empty `etag` must match the stored one (AIP-154).
   public var experiment: Platform_Experimentation_V1_Experiment {
     get {_experiment ?? Platform_Experimentation_V1_Experiment()}
     set {_experiment = newValue}
@@ -397,7 +427,9 @@ public nonisolated struct Platform_Experimentation_V1_UpdateExperimentRequest: S
   /// Clears the value of `experiment`. Subsequent reads from it will return its default value.
   public mutating func clearExperiment() {self._experiment = nil}
 
-  /// Fields to change; empty means every writable field.
+  /// Fields to change, as paths of Experiment such as `coverage`,
+  /// `condition` or `status`; repeated fields and maps are replaced whole.
+  /// An empty mask means every writable field.
   public var updateMask: SwiftProtobuf.Google_Protobuf_FieldMask {
     get {_updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
     set {_updateMask = newValue}
@@ -407,7 +439,7 @@ public nonisolated struct Platform_Experimentation_V1_UpdateExperimentRequest: S
   /// Clears the value of `updateMask`. Subsequent reads from it will return its default value.
   public mutating func clearUpdateMask() {self._updateMask = nil}
 
-  /// Idempotency key.
+  /// Idempotency key, as in CreateExperimentRequest.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -424,13 +456,15 @@ public nonisolated struct Platform_Experimentation_V1_ListExperimentsRequest: Se
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// 0 means 50; above 1000 means 1000; negative is INVALID_ARGUMENT.
+  /// Maximum experiments per page: 0 means 50, values above 1000 are treated
+  /// as 1000, negative values are INVALID_ARGUMENT.
   public var pageSize: Int32 = 0
 
-  /// From the previous page.
+  /// `next_page_token` of the previous page; empty for the first page. Only
+  /// valid with the same status.
   public var pageToken: String = String()
 
-  /// Only experiments in this status; unspecified means all.
+  /// Only experiments in this status; unspecified means every status.
   public var status: Platform_Experimentation_V1_Experiment.Status = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -444,10 +478,10 @@ public nonisolated struct Platform_Experimentation_V1_ListExperimentsResponse: S
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// One page, by key.
+  /// One page of experiments, ordered by key.
   public var experiments: [Platform_Experimentation_V1_Experiment] = []
 
-  /// Empty exactly on the last page.
+  /// Token for the next page; empty exactly on the last page.
   public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -464,10 +498,12 @@ public nonisolated struct Platform_Experimentation_V1_ListExperimentChangesReque
   /// The experiment's key.
   public var key: String = String()
 
-  /// As in ListExperimentsRequest.
+  /// Maximum changes per page, with the same rules as
+  /// ListExperimentsRequest.page_size.
   public var pageSize: Int32 = 0
 
-  /// From the previous page.
+  /// `next_page_token` of the previous page; empty for the first page. Only
+  /// valid with the same key.
   public var pageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -481,10 +517,10 @@ public nonisolated struct Platform_Experimentation_V1_ListExperimentChangesRespo
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// One page, newest first.
+  /// One page of changes, newest first.
   public var changes: [Platform_Experimentation_V1_ExperimentChange] = []
 
-  /// Empty exactly on the last page.
+  /// Token for the next page; empty exactly on the last page.
   public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -492,16 +528,18 @@ public nonisolated struct Platform_Experimentation_V1_ListExperimentChangesRespo
   public init() {}
 }
 
-/// One audited change to an experiment.
+/// One entry of an experiment's audit log: a create or an update that
+/// changed something.
 public nonisolated struct Platform_Experimentation_V1_ExperimentChange: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Who made it (the caller's identity, or x-user-id metadata).
+  /// Who made the change: the authenticated caller, or the `x-user-id`
+  /// metadata when a trusted service acts for a user.
   public var actor: String = String()
 
-  /// When.
+  /// When the change was committed.
   public var changeTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_changeTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_changeTime = newValue}
@@ -511,10 +549,12 @@ public nonisolated struct Platform_Experimentation_V1_ExperimentChange: Sendable
   /// Clears the value of `changeTime`. Subsequent reads from it will return its default value.
   public mutating func clearChangeTime() {self._changeTime = nil}
 
-  /// The fields that changed.
+  /// Paths of the fields that changed, e.g. ["coverage", "status"]; empty
+  /// for the creation.
   public var changedFields: [String] = []
 
-  /// Their values before (absent on creation).
+  /// The changed fields' values before, keyed by path, in proto3 JSON form;
+  /// unset for the creation.
   public var before: SwiftProtobuf.Google_Protobuf_Struct {
     get {_before ?? SwiftProtobuf.Google_Protobuf_Struct()}
     set {_before = newValue}
@@ -524,7 +564,8 @@ public nonisolated struct Platform_Experimentation_V1_ExperimentChange: Sendable
   /// Clears the value of `before`. Subsequent reads from it will return its default value.
   public mutating func clearBefore() {self._before = nil}
 
-  /// Their values after.
+  /// The changed fields' values after, keyed by path, in proto3 JSON form;
+  /// for the creation, the whole experiment.
   public var after: SwiftProtobuf.Google_Protobuf_Struct {
     get {_after ?? SwiftProtobuf.Google_Protobuf_Struct()}
     set {_after = newValue}
@@ -549,7 +590,9 @@ public nonisolated struct Platform_Experimentation_V1_GetAssignmentsRequest: Sen
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The unit's attributes, e.g. {"id": "u1", "country": "DE"}.
+  /// The unit's attributes, e.g. {"id": "u1", "country": "DE"}; at most 64
+  /// KiB. Hash attributes must be top-level strings, numbers or booleans;
+  /// they are hashed as JavaScript's String() prints them (123 as "123").
   public var attributes: SwiftProtobuf.Google_Protobuf_Struct {
     get {_attributes ?? SwiftProtobuf.Google_Protobuf_Struct()}
     set {_attributes = newValue}
@@ -559,10 +602,12 @@ public nonisolated struct Platform_Experimentation_V1_GetAssignmentsRequest: Sen
   /// Clears the value of `attributes`. Subsequent reads from it will return its default value.
   public mutating func clearAttributes() {self._attributes = nil}
 
-  /// Experiments to evaluate; empty means every running experiment.
+  /// Experiments to evaluate, at most 100; empty means every RUNNING
+  /// experiment and every STOPPED one with a winner.
   public var experimentKeys: [String] = []
 
-  /// Also log an exposure for every assignment made.
+  /// Also log an exposure for every ASSIGNED result, with the exposure_id
+  /// LogExposures would derive, so repeated calls log each exposure once.
   public var logExposures: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -578,15 +623,24 @@ public nonisolated struct Platform_Experimentation_V1_GetAssignmentsResponse: Se
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// One per evaluated experiment, in key order.
+  /// One per evaluated experiment: in request order when keys were given,
+  /// otherwise ordered by key.
   public var assignments: [Platform_Experimentation_V1_Assignment] = []
+
+  /// With log_exposures: true when the exposures were queued; false when the
+  /// ingestion queue was full, in which case the caller should send the
+  /// ASSIGNED results through LogExposures later. Always false without
+  /// log_exposures.
+  public var exposuresLogged: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// The outcome of one experiment for one unit.
+/// The outcome of one experiment for one unit. Outside the experiment the
+/// unit gets the control (first) variation, as in GrowthBook: show it the
+/// default experience, but it is not part of the analysis.
 public nonisolated struct Platform_Experimentation_V1_Assignment: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -595,28 +649,40 @@ public nonisolated struct Platform_Experimentation_V1_Assignment: Sendable {
   /// The experiment.
   public var experimentKey: String = String()
 
-  /// The variation assigned; empty when not in the experiment.
+  /// Key of the variation to show: the assigned one, the winner for FORCED,
+  /// control for every other reason.
   public var variationKey: String = String()
 
-  /// Index of the variation; -1 when not in the experiment.
+  /// Index of that variation in Experiment.variations, from 0.
   public var variationIndex: Int32 = 0
 
-  /// Whether the unit is in the experiment.
+  /// True only for ASSIGNED: the unit counts in the analysis, and an
+  /// exposure should be logged when it sees the variation.
   public var inExperiment: Bool = false
 
-  /// The attribute used for hashing.
+  /// The attribute that was hashed (hash_attribute, or fallback_attribute
+  /// when used); empty when none was.
   public var hashAttribute: String = String()
 
-  /// Its value.
+  /// Its value as hashed; log it as the unit_id of exposures and events.
+  /// Empty when no hash value was used.
   public var hashValue_p: String = String()
 
-  /// The unit's hash in [0, 1), for debugging.
-  public var bucket: Double = 0
+  /// The unit's bucket, the experiment hash in [0, 1); unset when assignment
+  /// stopped before hashing. For debugging.
+  public var bucket: Double {
+    get {_bucket ?? 0}
+    set {_bucket = newValue}
+  }
+  /// Returns true if `bucket` has been explicitly set.
+  public var hasBucket: Bool {self._bucket != nil}
+  /// Clears the value of `bucket`. Subsequent reads from it will return its default value.
+  public mutating func clearBucket() {self._bucket = nil}
 
-  /// Why.
+  /// Why the unit got this variation.
   public var reason: Platform_Experimentation_V1_Assignment.Reason = .unspecified
 
-  /// The variation's payload.
+  /// The payload of the variation shown (Variation.value).
   public var value: SwiftProtobuf.Google_Protobuf_Value {
     get {_value ?? SwiftProtobuf.Google_Protobuf_Value()}
     set {_value = newValue}
@@ -628,36 +694,39 @@ public nonisolated struct Platform_Experimentation_V1_Assignment: Sendable {
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// Why the unit got (or did not get) a variation.
+  /// Why the unit got the variation it got. GetAssignments documents the
+  /// order in which the checks run.
   public nonisolated enum Reason: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
 
-    /// Not set.
+    /// Not set; never sent.
     case unspecified // = 0
 
-    /// Hashed into a variation.
+    /// The unit's bucket fell in a variation's range: it is in the
+    /// experiment.
     case assigned // = 1
 
-    /// The experiment is not running (draft, stopped without winner, outside
-    /// its start and end time).
+    /// DRAFT, STOPPED without a winner, or RUNNING outside
+    /// [start_time, end_time).
     case notRunning // = 2
 
-    /// The targeting condition failed.
+    /// The targeting `condition` is false for the unit's attributes.
     case notTargeted // = 3
 
-    /// The unit is outside the experiment's namespace range.
+    /// The unit's namespace hash lies outside the experiment's slice.
     case notInNamespace // = 4
 
-    /// A filter excluded the unit.
+    /// The unit failed one of the experiment's filters.
     case filtered // = 5
 
-    /// The unit lacks the hash attribute (and the fallback).
+    /// Neither hash_attribute nor fallback_attribute has a value.
     case noHashAttribute // = 6
 
-    /// The unit fell outside the coverage.
+    /// The unit's bucket lies outside every variation's range (coverage).
     case notInCoverage // = 7
 
-    /// Stopped with a winner: everyone gets it.
+    /// STOPPED with a winner: the unit gets `forced_variation_key`, outside
+    /// the analysis.
     case forced // = 8
     case UNRECOGNIZED(Int)
 
@@ -712,6 +781,7 @@ public nonisolated struct Platform_Experimentation_V1_Assignment: Sendable {
 
   public init() {}
 
+  fileprivate var _bucket: Double? = nil
   fileprivate var _value: SwiftProtobuf.Google_Protobuf_Value? = nil
 }
 
@@ -721,10 +791,10 @@ public nonisolated struct Platform_Experimentation_V1_LogExposuresRequest: Senda
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// At most 10,000 exposures.
+  /// The exposures; 1 to 10,000.
   public var exposures: [Platform_Experimentation_V1_Exposure] = []
 
-  /// Idempotency key of the batch.
+  /// Idempotency key of the batch, as in CreateExperimentRequest.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -732,22 +802,23 @@ public nonisolated struct Platform_Experimentation_V1_LogExposuresRequest: Senda
   public init() {}
 }
 
-/// A unit saw a variation.
+/// A unit saw a variation of an experiment.
 public nonisolated struct Platform_Experimentation_V1_Exposure: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The experiment.
+  /// The experiment; must exist.
   public var experimentKey: String = String()
 
-  /// The variation seen.
+  /// The variation seen; must be one of the experiment's.
   public var variationKey: String = String()
 
-  /// The unit (the hash attribute's value).
+  /// The unit: Assignment.hash_value. Required, at most 256 characters.
   public var unitID: String = String()
 
-  /// When; default the time of receipt.
+  /// When the unit saw it; unset means the time of receipt. At most 5
+  /// minutes in the future.
   public var time: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_time ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_time = newValue}
@@ -757,10 +828,14 @@ public nonisolated struct Platform_Experimentation_V1_Exposure: Sendable {
   /// Clears the value of `time`. Subsequent reads from it will return its default value.
   public mutating func clearTime() {self._time = nil}
 
-  /// Context, e.g. {"page": "home"}.
+  /// Context, e.g. {"page": "home", "device": "mobile"}; at most 50 entries,
+  /// keys and values at most 256 characters.
   public var attributes: Dictionary<String,String> = [:]
 
-  /// Deduplication key; a repeated id is counted once.
+  /// Deduplication key, at most 256 characters: an exposure whose id is
+  /// already stored for the experiment counts as a duplicate. Empty means
+  /// the id derived from experiment_key, variation_key and unit_id, so a
+  /// unit's repeated views of one variation count once.
   public var exposureID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -770,16 +845,17 @@ public nonisolated struct Platform_Experimentation_V1_Exposure: Sendable {
   fileprivate var _time: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-/// Response of LogExposures.
+/// Response of LogExposures. accepted + duplicates equals the batch size.
 public nonisolated struct Platform_Experimentation_V1_LogExposuresResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Exposures stored.
+  /// Exposures newly stored.
   public var accepted: Int32 = 0
 
-  /// Exposures already stored under the same exposure_id.
+  /// Exposures whose exposure_id was already stored (or repeated within the
+  /// batch); not stored again.
   public var duplicates: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -793,10 +869,10 @@ public nonisolated struct Platform_Experimentation_V1_TrackEventsRequest: Sendab
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// At most 10,000 events.
+  /// The events; 1 to 10,000.
   public var events: [Platform_Experimentation_V1_Event] = []
 
-  /// Idempotency key of the batch.
+  /// Idempotency key of the batch, as in CreateExperimentRequest.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -804,22 +880,25 @@ public nonisolated struct Platform_Experimentation_V1_TrackEventsRequest: Sendab
   public init() {}
 }
 
-/// A metric event of a unit.
+/// Something a unit did that a metric counts.
 public nonisolated struct Platform_Experimentation_V1_Event: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The metric, e.g. "purchase".
+  /// The metric the event feeds, e.g. "purchase"; 1-128 characters of
+  /// [A-Za-z0-9._-].
   public var eventKey: String = String()
 
-  /// The unit.
+  /// The unit, as in Exposure.unit_id; required.
   public var unitID: String = String()
 
-  /// The value, e.g. revenue; 1 for counts.
+  /// The amount in the metric's own unit, e.g. order revenue in EUR; count
+  /// metrics send 1. Must be finite.
   public var value: Double = 0
 
-  /// When; default the time of receipt.
+  /// When it happened; unset means the time of receipt. At most 5 minutes in
+  /// the future.
   public var time: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_time ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_time = newValue}
@@ -829,10 +908,11 @@ public nonisolated struct Platform_Experimentation_V1_Event: Sendable {
   /// Clears the value of `time`. Subsequent reads from it will return its default value.
   public mutating func clearTime() {self._time = nil}
 
-  /// Deduplication key.
+  /// Deduplication key, at most 256 characters: an id already stored in the
+  /// last 30 days counts as a duplicate. Empty means no deduplication.
   public var eventID: String = String()
 
-  /// Context.
+  /// Context, with the same limits as Exposure.attributes.
   public var attributes: Dictionary<String,String> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -842,16 +922,17 @@ public nonisolated struct Platform_Experimentation_V1_Event: Sendable {
   fileprivate var _time: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-/// Response of TrackEvents.
+/// Response of TrackEvents. accepted + duplicates equals the batch size.
 public nonisolated struct Platform_Experimentation_V1_TrackEventsResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Events stored.
+  /// Events newly stored.
   public var accepted: Int32 = 0
 
-  /// Events already stored under the same event_id.
+  /// Events whose event_id was already stored (or repeated within the
+  /// batch); not stored again.
   public var duplicates: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -868,35 +949,40 @@ public nonisolated struct Platform_Experimentation_V1_GetResultsRequest: Sendabl
   /// The experiment.
   public var experimentKey: String = String()
 
-  /// The metric.
+  /// The event key to analyse. A unit's metric value is the sum of its event
+  /// values from its first exposure on (0 when it has none).
   public var metricKey: String = String()
 
-  /// Reduce variance with CUPED, using the covariate metric measured before
-  /// each unit's first exposure.
+  /// Reduce variance with CUPED, using each unit's covariate over the 14
+  /// days before its first exposure.
   public var cuped: Bool = false
 
-  /// The covariate metric for CUPED; default the metric itself.
+  /// Event key of the CUPED covariate; empty means metric_key. Only with
+  /// cuped.
   public var covariateMetricKey: String = String()
 
-  /// How to read the test.
+  /// The test; unspecified means fixed horizon.
   public var kind: Platform_Experimentation_V1_GetResultsRequest.AnalysisKind = .unspecified
 
-  /// Significance level; default 0.05.
+  /// Significance level in (0, 0.5]; 0 means 0.05. Intervals have confidence
+  /// 1 - alpha.
   public var alpha: Double = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// How the test is read.
+  /// The statistical test used.
   public nonisolated enum AnalysisKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
 
-    /// Fixed horizon.
+    /// Not set: ANALYSIS_KIND_FIXED_HORIZON.
     case unspecified // = 0
 
-    /// One look at the end (classic two-sided test).
+    /// Classic two-sided Welch t-test, valid when read once, at the planned
+    /// sample size.
     case fixedHorizon // = 1
 
-    /// Always-valid sequential test: safe to look at any time.
+    /// Always-valid sequential test: intervals are wider, but results may be
+    /// checked at any time without inflating false positives.
     case sequential // = 2
     case UNRECOGNIZED(Int)
 
@@ -940,23 +1026,24 @@ public nonisolated struct Platform_Experimentation_V1_GetResultsResponse: Sendab
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The experiment.
+  /// The experiment analysed.
   public var experimentKey: String = String()
 
-  /// The metric.
+  /// The metric analysed.
   public var metricKey: String = String()
 
-  /// One per variation, control first.
+  /// One entry per variation, in the experiment's order, control first.
   public var variations: [Platform_Experimentation_V1_VariationResult] = []
 
-  /// p-value of the chi-square test of observed units against the weights.
+  /// p-value of a chi-square test of the units per variation against the
+  /// variation weights.
   public var srmPValue: Double = 0
 
-  /// True when srm_p_value is below 0.001: the split is broken, distrust
-  /// the results.
+  /// True when srm_p_value is below 0.001: the split does not match the
+  /// weights (a sample ratio mismatch), so the results cannot be trusted.
   public var srmDetected: Bool = false
 
-  /// When computed.
+  /// When the results were computed; data ingested later is not included.
   public var computedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_computedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_computedAt = newValue}
@@ -966,7 +1053,7 @@ public nonisolated struct Platform_Experimentation_V1_GetResultsResponse: Sendab
   /// Clears the value of `computedAt`. Subsequent reads from it will return its default value.
   public mutating func clearComputedAt() {self._computedAt = nil}
 
-  /// Distinct exposures counted.
+  /// Exposures counted over all variations, after deduplication.
   public var totalExposures: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -976,7 +1063,9 @@ public nonisolated struct Platform_Experimentation_V1_GetResultsResponse: Sendab
   fileprivate var _computedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-/// Statistics of one variation.
+/// Statistics of one variation for one metric. Values that cannot be
+/// computed (fewer than 2 units on either side, or a control mean of 0 for
+/// relative figures) are NaN.
 public nonisolated struct Platform_Experimentation_V1_VariationResult: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -985,19 +1074,23 @@ public nonisolated struct Platform_Experimentation_V1_VariationResult: Sendable 
   /// The variation.
   public var variationKey: String = String()
 
-  /// Exposed units.
+  /// Distinct units exposed to this variation only; units exposed to more
+  /// than one variation are left out of every variation.
   public var units: Int64 = 0
 
-  /// Mean of the metric per unit (CUPED-adjusted when asked).
+  /// Mean metric value per unit (CUPED-adjusted with cuped).
   public var mean: Double = 0
 
-  /// Variance of the metric per unit.
+  /// Sample variance of the metric value per unit (CUPED-adjusted with
+  /// cuped).
   public var variance: Double = 0
 
-  /// Relative lift of the mean over control's; 0 for control.
+  /// Relative lift over control, (mean - control mean) / control mean, e.g.
+  /// 0.03 for +3%; 0 for control.
   public var lift: Double = 0
 
-  /// Confidence interval of the lift at 1 - alpha.
+  /// Two-sided interval for `lift` at confidence 1 - alpha, in the same
+  /// relative units; [0, 0] for control.
   public var liftCi: Platform_Experimentation_V1_ConfidenceInterval {
     get {_liftCi ?? Platform_Experimentation_V1_ConfidenceInterval()}
     set {_liftCi = newValue}
@@ -1007,7 +1100,7 @@ public nonisolated struct Platform_Experimentation_V1_VariationResult: Sendable 
   /// Clears the value of `liftCi`. Subsequent reads from it will return its default value.
   public mutating func clearLiftCi() {self._liftCi = nil}
 
-  /// p-value of the difference with control; 1 for control.
+  /// Two-sided p-value of the difference with control; 1 for control.
   public var pValue: Double = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1017,7 +1110,7 @@ public nonisolated struct Platform_Experimentation_V1_VariationResult: Sendable 
   fileprivate var _liftCi: Platform_Experimentation_V1_ConfidenceInterval? = nil
 }
 
-/// A two-sided interval.
+/// A two-sided confidence interval.
 public nonisolated struct Platform_Experimentation_V1_ConfidenceInterval: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1791,7 +1884,7 @@ nonisolated extension Platform_Experimentation_V1_GetAssignmentsRequest: SwiftPr
 
 nonisolated extension Platform_Experimentation_V1_GetAssignmentsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetAssignmentsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}assignments\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}assignments\0\u{3}exposures_logged\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1800,6 +1893,7 @@ nonisolated extension Platform_Experimentation_V1_GetAssignmentsResponse: SwiftP
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.assignments) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.exposuresLogged) }()
       default: break
       }
     }
@@ -1809,11 +1903,15 @@ nonisolated extension Platform_Experimentation_V1_GetAssignmentsResponse: SwiftP
     if !self.assignments.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.assignments, fieldNumber: 1)
     }
+    if self.exposuresLogged != false {
+      try visitor.visitSingularBoolField(value: self.exposuresLogged, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Experimentation_V1_GetAssignmentsResponse, rhs: Platform_Experimentation_V1_GetAssignmentsResponse) -> Bool {
     if lhs.assignments != rhs.assignments {return false}
+    if lhs.exposuresLogged != rhs.exposuresLogged {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1835,7 +1933,7 @@ nonisolated extension Platform_Experimentation_V1_Assignment: SwiftProtobuf.Mess
       case 4: try { try decoder.decodeSingularBoolField(value: &self.inExperiment) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.hashAttribute) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.hashValue_p) }()
-      case 7: try { try decoder.decodeSingularDoubleField(value: &self.bucket) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self._bucket) }()
       case 8: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._value) }()
       default: break
@@ -1866,9 +1964,9 @@ nonisolated extension Platform_Experimentation_V1_Assignment: SwiftProtobuf.Mess
     if !self.hashValue_p.isEmpty {
       try visitor.visitSingularStringField(value: self.hashValue_p, fieldNumber: 6)
     }
-    if self.bucket.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.bucket, fieldNumber: 7)
-    }
+    try { if let v = self._bucket {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 7)
+    } }()
     if self.reason != .unspecified {
       try visitor.visitSingularEnumField(value: self.reason, fieldNumber: 8)
     }
@@ -1885,7 +1983,7 @@ nonisolated extension Platform_Experimentation_V1_Assignment: SwiftProtobuf.Mess
     if lhs.inExperiment != rhs.inExperiment {return false}
     if lhs.hashAttribute != rhs.hashAttribute {return false}
     if lhs.hashValue_p != rhs.hashValue_p {return false}
-    if lhs.bucket != rhs.bucket {return false}
+    if lhs._bucket != rhs._bucket {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs._value != rhs._value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}

@@ -27,51 +27,91 @@ public enum Platform_Experimentation_V1_ExperimentationService {
         "CiBnb29nbGUvcHJvdG9idWYvZmllbGRfbWFzay5wcm90bxIPZ29vZ2xlLnByb3RvYnVmIiEKCUZpZWxkTWFzaxIUCgVwYXRocxgBIAMoCVIFcGF0aHNChQEKE2NvbS5nb29nbGUucHJvdG9idWZCDkZpZWxkTWFza1Byb3RvUAFaMmdvb2dsZS5nb2xhbmcub3JnL3Byb3RvYnVmL3R5cGVzL2tub3duL2ZpZWxkbWFza3Bi+AEBogIDR1BCqgIeR29vZ2xlLlByb3RvYnVmLldlbGxLbm93blR5cGVzYgZwcm90bzM=",
         "Chxnb29nbGUvcHJvdG9idWYvc3RydWN0LnByb3RvEg9nb29nbGUucHJvdG9idWYimAEKBlN0cnVjdBI7CgZmaWVsZHMYASADKAsyIy5nb29nbGUucHJvdG9idWYuU3RydWN0LkZpZWxkc0VudHJ5UgZmaWVsZHMaUQoLRmllbGRzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSLAoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVSBXZhbHVlOgI4ASKyAgoFVmFsdWUSOwoKbnVsbF92YWx1ZRgBIAEoDjIaLmdvb2dsZS5wcm90b2J1Zi5OdWxsVmFsdWVIAFIJbnVsbFZhbHVlEiMKDG51bWJlcl92YWx1ZRgCIAEoAUgAUgtudW1iZXJWYWx1ZRIjCgxzdHJpbmdfdmFsdWUYAyABKAlIAFILc3RyaW5nVmFsdWUSHwoKYm9vbF92YWx1ZRgEIAEoCEgAUglib29sVmFsdWUSPAoMc3RydWN0X3ZhbHVlGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEgAUgtzdHJ1Y3RWYWx1ZRI7CgpsaXN0X3ZhbHVlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZUgAUglsaXN0VmFsdWVCBgoEa2luZCI7CglMaXN0VmFsdWUSLgoGdmFsdWVzGAEgAygLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlUgZ2YWx1ZXMqGwoJTnVsbFZhbHVlEg4KCk5VTExfVkFMVUUQAEJ/ChNjb20uZ29vZ2xlLnByb3RvYnVmQgtTdHJ1Y3RQcm90b1ABWi9nb29nbGUuZ29sYW5nLm9yZy9wcm90b2J1Zi90eXBlcy9rbm93bi9zdHJ1Y3RwYvgBAaICA0dQQqoCHkdvb2dsZS5Qcm90b2J1Zi5XZWxsS25vd25UeXBlc2IGcHJvdG8z",
         "Ch9nb29nbGUvcHJvdG9idWYvdGltZXN0YW1wLnByb3RvEg9nb29nbGUucHJvdG9idWYiOwoJVGltZXN0YW1wEhgKB3NlY29uZHMYASABKANSB3NlY29uZHMSFAoFbmFub3MYAiABKAVSBW5hbm9zQoUBChNjb20uZ29vZ2xlLnByb3RvYnVmQg5UaW1lc3RhbXBQcm90b1ABWjJnb29nbGUuZ29sYW5nLm9yZy9wcm90b2J1Zi90eXBlcy9rbm93bi90aW1lc3RhbXBwYvgBAaICA0dQQqoCHkdvb2dsZS5Qcm90b2J1Zi5XZWxsS25vd25UeXBlc2IGcHJvdG8z",
-        "CjlwbGF0Zm9ybS9leHBlcmltZW50YXRpb24vdjEvZXhwZXJpbWVudGF0aW9uX3NlcnZpY2UucHJvdG8SG3BsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MRogZ29vZ2xlL3Byb3RvYnVmL2ZpZWxkX21hc2sucHJvdG8aHGdvb2dsZS9wcm90b2J1Zi9zdHJ1Y3QucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8itAgKCkV4cGVyaW1lbnQSEAoDa2V5GAEgASgJUgNrZXkSEgoEbmFtZRgCIAEoCVIEbmFtZRIgCgtkZXNjcmlwdGlvbhgDIAEoCVILZGVzY3JpcHRpb24SRgoKdmFyaWF0aW9ucxgEIAMoCzImLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5WYXJpYXRpb25SCnZhcmlhdGlvbnMSHwoIY292ZXJhZ2UYBSABKAFIAFIIY292ZXJhZ2WIAQESJQoOaGFzaF9hdHRyaWJ1dGUYBiABKAlSDWhhc2hBdHRyaWJ1dGUSLQoSZmFsbGJhY2tfYXR0cmlidXRlGAcgASgJUhFmYWxsYmFja0F0dHJpYnV0ZRISCgRzZWVkGAggASgJUgRzZWVkEiEKDGhhc2hfdmVyc2lvbhgJIAEoBVILaGFzaFZlcnNpb24SRAoJbmFtZXNwYWNlGAogASgLMiYucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLk5hbWVzcGFjZVIJbmFtZXNwYWNlEj0KB2ZpbHRlcnMYCyADKAsyIy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuRmlsdGVyUgdmaWx0ZXJzEjUKCWNvbmRpdGlvbhgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RSCWNvbmRpdGlvbhJGCgZzdGF0dXMYDSABKA4yLi5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuRXhwZXJpbWVudC5TdGF0dXNSBnN0YXR1cxIwChRmb3JjZWRfdmFyaWF0aW9uX2tleRgOIAEoCVISZm9yY2VkVmFyaWF0aW9uS2V5EjkKCnN0YXJ0X3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglzdGFydFRpbWUSNQoIZW5kX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgdlbmRUaW1lEjsKC2NyZWF0ZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKY3JlYXRlVGltZRI7Cgt1cGRhdGVfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnVwZGF0ZVRpbWUSEgoEZXRhZxgTIAEoCVIEZXRhZxISCgR0YWdzGBQgAygJUgR0YWdzEhQKBW93bmVyGBUgASgJUgVvd25lchIfCgttZXRyaWNfa2V5cxgWIAMoCVIKbWV0cmljS2V5cyJaCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASEAoMU1RBVFVTX0RSQUZUEAESEgoOU1RBVFVTX1JVTk5JTkcQAhISCg5TVEFUVVNfU1RPUFBFRBADQgsKCV9jb3ZlcmFnZSJ3CglWYXJpYXRpb24SEAoDa2V5GAEgASgJUgNrZXkSFgoGd2VpZ2h0GAIgASgBUgZ3ZWlnaHQSEgoEbmFtZRgDIAEoCVIEbmFtZRIsCgV2YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVIFdmFsdWUiWQoJTmFtZXNwYWNlEg4KAmlkGAEgASgJUgJpZBIfCgtyYW5nZV9zdGFydBgCIAEoAVIKcmFuZ2VTdGFydBIbCglyYW5nZV9lbmQYAyABKAFSCHJhbmdlRW5kIpkBCgZGaWx0ZXISHAoJYXR0cmlidXRlGAEgASgJUglhdHRyaWJ1dGUSEgoEc2VlZBgCIAEoCVIEc2VlZBIhCgxoYXNoX3ZlcnNpb24YAyABKAVSC2hhc2hWZXJzaW9uEjoKBnJhbmdlcxgEIAMoCzIiLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5SYW5nZVIGcmFuZ2VzIi8KBVJhbmdlEhQKBXN0YXJ0GAEgASgBUgVzdGFydBIQCgNlbmQYAiABKAFSA2VuZCKBAQoXQ3JlYXRlRXhwZXJpbWVudFJlcXVlc3QSRwoKZXhwZXJpbWVudBgBIAEoCzInLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBlcmltZW50UgpleHBlcmltZW50Eh0KCnJlcXVlc3RfaWQYAiABKAlSCXJlcXVlc3RJZCIoChRHZXRFeHBlcmltZW50UmVxdWVzdBIQCgNrZXkYASABKAlSA2tleSK+AQoXVXBkYXRlRXhwZXJpbWVudFJlcXVlc3QSRwoKZXhwZXJpbWVudBgBIAEoCzInLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBlcmltZW50UgpleHBlcmltZW50EjsKC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFza1IKdXBkYXRlTWFzaxIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQinAEKFkxpc3RFeHBlcmltZW50c1JlcXVlc3QSGwoJcGFnZV9zaXplGAEgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAIgASgJUglwYWdlVG9rZW4SRgoGc3RhdHVzGAMgASgOMi4ucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnQuU3RhdHVzUgZzdGF0dXMijAEKF0xpc3RFeHBlcmltZW50c1Jlc3BvbnNlEkkKC2V4cGVyaW1lbnRzGAEgAygLMicucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnRSC2V4cGVyaW1lbnRzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiJsChxMaXN0RXhwZXJpbWVudENoYW5nZXNSZXF1ZXN0EhAKA2tleRgBIAEoCVIDa2V5EhsKCXBhZ2Vfc2l6ZRgCIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgDIAEoCVIJcGFnZVRva2VuIpABCh1MaXN0RXhwZXJpbWVudENoYW5nZXNSZXNwb25zZRJHCgdjaGFuZ2VzGAEgAygLMi0ucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnRDaGFuZ2VSB2NoYW5nZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIuwBChBFeHBlcmltZW50Q2hhbmdlEhQKBWFjdG9yGAEgASgJUgVhY3RvchI7CgtjaGFuZ2VfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNoYW5nZVRpbWUSJQoOY2hhbmdlZF9maWVsZHMYAyADKAlSDWNoYW5nZWRGaWVsZHMSLwoGYmVmb3JlGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIGYmVmb3JlEi0KBWFmdGVyGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIFYWZ0ZXIingEKFUdldEFzc2lnbm1lbnRzUmVxdWVzdBI3CgphdHRyaWJ1dGVzGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIKYXR0cmlidXRlcxInCg9leHBlcmltZW50X2tleXMYAiADKAlSDmV4cGVyaW1lbnRLZXlzEiMKDWxvZ19leHBvc3VyZXMYAyABKAhSDGxvZ0V4cG9zdXJlcyJjChZHZXRBc3NpZ25tZW50c1Jlc3BvbnNlEkkKC2Fzc2lnbm1lbnRzGAEgAygLMicucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkFzc2lnbm1lbnRSC2Fzc2lnbm1lbnRzIuIECgpBc3NpZ25tZW50EiUKDmV4cGVyaW1lbnRfa2V5GAEgASgJUg1leHBlcmltZW50S2V5EiMKDXZhcmlhdGlvbl9rZXkYAiABKAlSDHZhcmlhdGlvbktleRInCg92YXJpYXRpb25faW5kZXgYAyABKAVSDnZhcmlhdGlvbkluZGV4EiMKDWluX2V4cGVyaW1lbnQYBCABKAhSDGluRXhwZXJpbWVudBIlCg5oYXNoX2F0dHJpYnV0ZRgFIAEoCVINaGFzaEF0dHJpYnV0ZRIdCgpoYXNoX3ZhbHVlGAYgASgJUgloYXNoVmFsdWUSFgoGYnVja2V0GAcgASgBUgZidWNrZXQSRgoGcmVhc29uGAggASgOMi4ucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkFzc2lnbm1lbnQuUmVhc29uUgZyZWFzb24SLAoFdmFsdWUYCSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVSBXZhbHVlIuUBCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPUkVBU09OX0FTU0lHTkVEEAESFgoSUkVBU09OX05PVF9SVU5OSU5HEAISFwoTUkVBU09OX05PVF9UQVJHRVRFRBADEhsKF1JFQVNPTl9OT1RfSU5fTkFNRVNQQUNFEAQSEwoPUkVBU09OX0ZJTFRFUkVEEAUSHAoYUkVBU09OX05PX0hBU0hfQVRUUklCVVRFEAYSGgoWUkVBU09OX05PVF9JTl9DT1ZFUkFHRRAHEhEKDVJFQVNPTl9GT1JDRUQQCCJ5ChNMb2dFeHBvc3VyZXNSZXF1ZXN0EkMKCWV4cG9zdXJlcxgBIAMoCzIlLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBvc3VyZVIJZXhwb3N1cmVzEh0KCnJlcXVlc3RfaWQYAiABKAlSCXJlcXVlc3RJZCLWAgoIRXhwb3N1cmUSJQoOZXhwZXJpbWVudF9rZXkYASABKAlSDWV4cGVyaW1lbnRLZXkSIwoNdmFyaWF0aW9uX2tleRgCIAEoCVIMdmFyaWF0aW9uS2V5EhcKB3VuaXRfaWQYAyABKAlSBnVuaXRJZBIuCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIEdGltZRJVCgphdHRyaWJ1dGVzGAUgAygLMjUucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cG9zdXJlLkF0dHJpYnV0ZXNFbnRyeVIKYXR0cmlidXRlcxIfCgtleHBvc3VyZV9pZBgGIAEoCVIKZXhwb3N1cmVJZBo9Cg9BdHRyaWJ1dGVzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSFAoFdmFsdWUYAiABKAlSBXZhbHVlOgI4ASJSChRMb2dFeHBvc3VyZXNSZXNwb25zZRIaCghhY2NlcHRlZBgBIAEoBVIIYWNjZXB0ZWQSHgoKZHVwbGljYXRlcxgCIAEoBVIKZHVwbGljYXRlcyJvChJUcmFja0V2ZW50c1JlcXVlc3QSOgoGZXZlbnRzGAEgAygLMiIucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV2ZW50UgZldmVudHMSHQoKcmVxdWVzdF9pZBgCIAEoCVIJcmVxdWVzdElkIrECCgVFdmVudBIbCglldmVudF9rZXkYASABKAlSCGV2ZW50S2V5EhcKB3VuaXRfaWQYAiABKAlSBnVuaXRJZBIUCgV2YWx1ZRgDIAEoAVIFdmFsdWUSLgoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSGQoIZXZlbnRfaWQYBSABKAlSB2V2ZW50SWQSUgoKYXR0cmlidXRlcxgGIAMoCzIyLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FdmVudC5BdHRyaWJ1dGVzRW50cnlSCmF0dHJpYnV0ZXMaPQoPQXR0cmlidXRlc0VudHJ5EhAKA2tleRgBIAEoCVIDa2V5EhQKBXZhbHVlGAIgASgJUgV2YWx1ZToCOAEiUQoTVHJhY2tFdmVudHNSZXNwb25zZRIaCghhY2NlcHRlZBgBIAEoBVIIYWNjZXB0ZWQSHgoKZHVwbGljYXRlcxgCIAEoBVIKZHVwbGljYXRlcyL2AgoRR2V0UmVzdWx0c1JlcXVlc3QSJQoOZXhwZXJpbWVudF9rZXkYASABKAlSDWV4cGVyaW1lbnRLZXkSHQoKbWV0cmljX2tleRgCIAEoCVIJbWV0cmljS2V5EhQKBWN1cGVkGAMgASgIUgVjdXBlZBIwChRjb3ZhcmlhdGVfbWV0cmljX2tleRgEIAEoCVISY292YXJpYXRlTWV0cmljS2V5Ek8KBGtpbmQYBSABKA4yOy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuR2V0UmVzdWx0c1JlcXVlc3QuQW5hbHlzaXNLaW5kUgRraW5kEhQKBWFscGhhGAYgASgBUgVhbHBoYSJsCgxBbmFseXNpc0tpbmQSHQoZQU5BTFlTSVNfS0lORF9VTlNQRUNJRklFRBAAEh8KG0FOQUxZU0lTX0tJTkRfRklYRURfSE9SSVpPThABEhwKGEFOQUxZU0lTX0tJTkRfU0VRVUVOVElBTBACItECChJHZXRSZXN1bHRzUmVzcG9uc2USJQoOZXhwZXJpbWVudF9rZXkYASABKAlSDWV4cGVyaW1lbnRLZXkSHQoKbWV0cmljX2tleRgCIAEoCVIJbWV0cmljS2V5EkwKCnZhcmlhdGlvbnMYAyADKAsyLC5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuVmFyaWF0aW9uUmVzdWx0Ugp2YXJpYXRpb25zEh4KC3NybV9wX3ZhbHVlGAQgASgBUglzcm1QVmFsdWUSIQoMc3JtX2RldGVjdGVkGAUgASgIUgtzcm1EZXRlY3RlZBI7Cgtjb21wdXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNvbXB1dGVkQXQSJwoPdG90YWxfZXhwb3N1cmVzGAcgASgDUg50b3RhbEV4cG9zdXJlcyLzAQoPVmFyaWF0aW9uUmVzdWx0EiMKDXZhcmlhdGlvbl9rZXkYASABKAlSDHZhcmlhdGlvbktleRIUCgV1bml0cxgCIAEoA1IFdW5pdHMSEgoEbWVhbhgDIAEoAVIEbWVhbhIaCgh2YXJpYW5jZRgEIAEoAVIIdmFyaWFuY2USEgoEbGlmdBgFIAEoAVIEbGlmdBJICgdsaWZ0X2NpGAYgASgLMi8ucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkNvbmZpZGVuY2VJbnRlcnZhbFIGbGlmdENpEhcKB3BfdmFsdWUYByABKAFSBnBWYWx1ZSJAChJDb25maWRlbmNlSW50ZXJ2YWwSFAoFbG93ZXIYASABKAFSBWxvd2VyEhQKBXVwcGVyGAIgASgBUgV1cHBlcjLLCAoWRXhwZXJpbWVudGF0aW9uU2VydmljZRJxChBDcmVhdGVFeHBlcmltZW50EjQucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkNyZWF0ZUV4cGVyaW1lbnRSZXF1ZXN0GicucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnQSawoNR2V0RXhwZXJpbWVudBIxLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5HZXRFeHBlcmltZW50UmVxdWVzdBonLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBlcmltZW50EnEKEFVwZGF0ZUV4cGVyaW1lbnQSNC5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuVXBkYXRlRXhwZXJpbWVudFJlcXVlc3QaJy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuRXhwZXJpbWVudBJ8Cg9MaXN0RXhwZXJpbWVudHMSMy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBo0LnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5MaXN0RXhwZXJpbWVudHNSZXNwb25zZRKOAQoVTGlzdEV4cGVyaW1lbnRDaGFuZ2VzEjkucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkxpc3RFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QaOi5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVzcG9uc2USeQoOR2V0QXNzaWdubWVudHMSMi5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuR2V0QXNzaWdubWVudHNSZXF1ZXN0GjMucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkdldEFzc2lnbm1lbnRzUmVzcG9uc2UScwoMTG9nRXhwb3N1cmVzEjAucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkxvZ0V4cG9zdXJlc1JlcXVlc3QaMS5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuTG9nRXhwb3N1cmVzUmVzcG9uc2UScAoLVHJhY2tFdmVudHMSLy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuVHJhY2tFdmVudHNSZXF1ZXN0GjAucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLlRyYWNrRXZlbnRzUmVzcG9uc2USbQoKR2V0UmVzdWx0cxIuLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5HZXRSZXN1bHRzUmVxdWVzdBovLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5HZXRSZXN1bHRzUmVzcG9uc2ViBnByb3RvMw==",
+        "CjlwbGF0Zm9ybS9leHBlcmltZW50YXRpb24vdjEvZXhwZXJpbWVudGF0aW9uX3NlcnZpY2UucHJvdG8SG3BsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MRogZ29vZ2xlL3Byb3RvYnVmL2ZpZWxkX21hc2sucHJvdG8aHGdvb2dsZS9wcm90b2J1Zi9zdHJ1Y3QucHJvdG8aH2dvb2dsZS9wcm90b2J1Zi90aW1lc3RhbXAucHJvdG8itAgKCkV4cGVyaW1lbnQSEAoDa2V5GAEgASgJUgNrZXkSEgoEbmFtZRgCIAEoCVIEbmFtZRIgCgtkZXNjcmlwdGlvbhgDIAEoCVILZGVzY3JpcHRpb24SRgoKdmFyaWF0aW9ucxgEIAMoCzImLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5WYXJpYXRpb25SCnZhcmlhdGlvbnMSHwoIY292ZXJhZ2UYBSABKAFIAFIIY292ZXJhZ2WIAQESJQoOaGFzaF9hdHRyaWJ1dGUYBiABKAlSDWhhc2hBdHRyaWJ1dGUSLQoSZmFsbGJhY2tfYXR0cmlidXRlGAcgASgJUhFmYWxsYmFja0F0dHJpYnV0ZRISCgRzZWVkGAggASgJUgRzZWVkEiEKDGhhc2hfdmVyc2lvbhgJIAEoBVILaGFzaFZlcnNpb24SRAoJbmFtZXNwYWNlGAogASgLMiYucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLk5hbWVzcGFjZVIJbmFtZXNwYWNlEj0KB2ZpbHRlcnMYCyADKAsyIy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuRmlsdGVyUgdmaWx0ZXJzEjUKCWNvbmRpdGlvbhgMIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RSCWNvbmRpdGlvbhJGCgZzdGF0dXMYDSABKA4yLi5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuRXhwZXJpbWVudC5TdGF0dXNSBnN0YXR1cxIwChRmb3JjZWRfdmFyaWF0aW9uX2tleRgOIAEoCVISZm9yY2VkVmFyaWF0aW9uS2V5EjkKCnN0YXJ0X3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglzdGFydFRpbWUSNQoIZW5kX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgdlbmRUaW1lEjsKC2NyZWF0ZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKY3JlYXRlVGltZRI7Cgt1cGRhdGVfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnVwZGF0ZVRpbWUSEgoEZXRhZxgTIAEoCVIEZXRhZxISCgR0YWdzGBQgAygJUgR0YWdzEhQKBW93bmVyGBUgASgJUgVvd25lchIfCgttZXRyaWNfa2V5cxgWIAMoCVIKbWV0cmljS2V5cyJaCgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASEAoMU1RBVFVTX0RSQUZUEAESEgoOU1RBVFVTX1JVTk5JTkcQAhISCg5TVEFUVVNfU1RPUFBFRBADQgsKCV9jb3ZlcmFnZSJ3CglWYXJpYXRpb24SEAoDa2V5GAEgASgJUgNrZXkSFgoGd2VpZ2h0GAIgASgBUgZ3ZWlnaHQSEgoEbmFtZRgDIAEoCVIEbmFtZRIsCgV2YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZVIFdmFsdWUiWQoJTmFtZXNwYWNlEg4KAmlkGAEgASgJUgJpZBIfCgtyYW5nZV9zdGFydBgCIAEoAVIKcmFuZ2VTdGFydBIbCglyYW5nZV9lbmQYAyABKAFSCHJhbmdlRW5kIpkBCgZGaWx0ZXISHAoJYXR0cmlidXRlGAEgASgJUglhdHRyaWJ1dGUSEgoEc2VlZBgCIAEoCVIEc2VlZBIhCgxoYXNoX3ZlcnNpb24YAyABKAVSC2hhc2hWZXJzaW9uEjoKBnJhbmdlcxgEIAMoCzIiLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5SYW5nZVIGcmFuZ2VzIi8KBVJhbmdlEhQKBXN0YXJ0GAEgASgBUgVzdGFydBIQCgNlbmQYAiABKAFSA2VuZCKBAQoXQ3JlYXRlRXhwZXJpbWVudFJlcXVlc3QSRwoKZXhwZXJpbWVudBgBIAEoCzInLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBlcmltZW50UgpleHBlcmltZW50Eh0KCnJlcXVlc3RfaWQYAiABKAlSCXJlcXVlc3RJZCIoChRHZXRFeHBlcmltZW50UmVxdWVzdBIQCgNrZXkYASABKAlSA2tleSK+AQoXVXBkYXRlRXhwZXJpbWVudFJlcXVlc3QSRwoKZXhwZXJpbWVudBgBIAEoCzInLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBlcmltZW50UgpleHBlcmltZW50EjsKC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFza1IKdXBkYXRlTWFzaxIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQinAEKFkxpc3RFeHBlcmltZW50c1JlcXVlc3QSGwoJcGFnZV9zaXplGAEgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAIgASgJUglwYWdlVG9rZW4SRgoGc3RhdHVzGAMgASgOMi4ucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnQuU3RhdHVzUgZzdGF0dXMijAEKF0xpc3RFeHBlcmltZW50c1Jlc3BvbnNlEkkKC2V4cGVyaW1lbnRzGAEgAygLMicucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnRSC2V4cGVyaW1lbnRzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiJsChxMaXN0RXhwZXJpbWVudENoYW5nZXNSZXF1ZXN0EhAKA2tleRgBIAEoCVIDa2V5EhsKCXBhZ2Vfc2l6ZRgCIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgDIAEoCVIJcGFnZVRva2VuIpABCh1MaXN0RXhwZXJpbWVudENoYW5nZXNSZXNwb25zZRJHCgdjaGFuZ2VzGAEgAygLMi0ucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnRDaGFuZ2VSB2NoYW5nZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIuwBChBFeHBlcmltZW50Q2hhbmdlEhQKBWFjdG9yGAEgASgJUgVhY3RvchI7CgtjaGFuZ2VfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNoYW5nZVRpbWUSJQoOY2hhbmdlZF9maWVsZHMYAyADKAlSDWNoYW5nZWRGaWVsZHMSLwoGYmVmb3JlGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIGYmVmb3JlEi0KBWFmdGVyGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIFYWZ0ZXIingEKFUdldEFzc2lnbm1lbnRzUmVxdWVzdBI3CgphdHRyaWJ1dGVzGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdFIKYXR0cmlidXRlcxInCg9leHBlcmltZW50X2tleXMYAiADKAlSDmV4cGVyaW1lbnRLZXlzEiMKDWxvZ19leHBvc3VyZXMYAyABKAhSDGxvZ0V4cG9zdXJlcyKOAQoWR2V0QXNzaWdubWVudHNSZXNwb25zZRJJCgthc3NpZ25tZW50cxgBIAMoCzInLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5Bc3NpZ25tZW50Ugthc3NpZ25tZW50cxIpChBleHBvc3VyZXNfbG9nZ2VkGAIgASgIUg9leHBvc3VyZXNMb2dnZWQi8gQKCkFzc2lnbm1lbnQSJQoOZXhwZXJpbWVudF9rZXkYASABKAlSDWV4cGVyaW1lbnRLZXkSIwoNdmFyaWF0aW9uX2tleRgCIAEoCVIMdmFyaWF0aW9uS2V5EicKD3ZhcmlhdGlvbl9pbmRleBgDIAEoBVIOdmFyaWF0aW9uSW5kZXgSIwoNaW5fZXhwZXJpbWVudBgEIAEoCFIMaW5FeHBlcmltZW50EiUKDmhhc2hfYXR0cmlidXRlGAUgASgJUg1oYXNoQXR0cmlidXRlEh0KCmhhc2hfdmFsdWUYBiABKAlSCWhhc2hWYWx1ZRIbCgZidWNrZXQYByABKAFIAFIGYnVja2V0iAEBEkYKBnJlYXNvbhgIIAEoDjIuLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5Bc3NpZ25tZW50LlJlYXNvblIGcmVhc29uEiwKBXZhbHVlGAkgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlUgV2YWx1ZSLlAQoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhMKD1JFQVNPTl9BU1NJR05FRBABEhYKElJFQVNPTl9OT1RfUlVOTklORxACEhcKE1JFQVNPTl9OT1RfVEFSR0VURUQQAxIbChdSRUFTT05fTk9UX0lOX05BTUVTUEFDRRAEEhMKD1JFQVNPTl9GSUxURVJFRBAFEhwKGFJFQVNPTl9OT19IQVNIX0FUVFJJQlVURRAGEhoKFlJFQVNPTl9OT1RfSU5fQ09WRVJBR0UQBxIRCg1SRUFTT05fRk9SQ0VEEAhCCQoHX2J1Y2tldCJ5ChNMb2dFeHBvc3VyZXNSZXF1ZXN0EkMKCWV4cG9zdXJlcxgBIAMoCzIlLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBvc3VyZVIJZXhwb3N1cmVzEh0KCnJlcXVlc3RfaWQYAiABKAlSCXJlcXVlc3RJZCLWAgoIRXhwb3N1cmUSJQoOZXhwZXJpbWVudF9rZXkYASABKAlSDWV4cGVyaW1lbnRLZXkSIwoNdmFyaWF0aW9uX2tleRgCIAEoCVIMdmFyaWF0aW9uS2V5EhcKB3VuaXRfaWQYAyABKAlSBnVuaXRJZBIuCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIEdGltZRJVCgphdHRyaWJ1dGVzGAUgAygLMjUucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cG9zdXJlLkF0dHJpYnV0ZXNFbnRyeVIKYXR0cmlidXRlcxIfCgtleHBvc3VyZV9pZBgGIAEoCVIKZXhwb3N1cmVJZBo9Cg9BdHRyaWJ1dGVzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSFAoFdmFsdWUYAiABKAlSBXZhbHVlOgI4ASJSChRMb2dFeHBvc3VyZXNSZXNwb25zZRIaCghhY2NlcHRlZBgBIAEoBVIIYWNjZXB0ZWQSHgoKZHVwbGljYXRlcxgCIAEoBVIKZHVwbGljYXRlcyJvChJUcmFja0V2ZW50c1JlcXVlc3QSOgoGZXZlbnRzGAEgAygLMiIucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV2ZW50UgZldmVudHMSHQoKcmVxdWVzdF9pZBgCIAEoCVIJcmVxdWVzdElkIrECCgVFdmVudBIbCglldmVudF9rZXkYASABKAlSCGV2ZW50S2V5EhcKB3VuaXRfaWQYAiABKAlSBnVuaXRJZBIUCgV2YWx1ZRgDIAEoAVIFdmFsdWUSLgoEdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSBHRpbWUSGQoIZXZlbnRfaWQYBSABKAlSB2V2ZW50SWQSUgoKYXR0cmlidXRlcxgGIAMoCzIyLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FdmVudC5BdHRyaWJ1dGVzRW50cnlSCmF0dHJpYnV0ZXMaPQoPQXR0cmlidXRlc0VudHJ5EhAKA2tleRgBIAEoCVIDa2V5EhQKBXZhbHVlGAIgASgJUgV2YWx1ZToCOAEiUQoTVHJhY2tFdmVudHNSZXNwb25zZRIaCghhY2NlcHRlZBgBIAEoBVIIYWNjZXB0ZWQSHgoKZHVwbGljYXRlcxgCIAEoBVIKZHVwbGljYXRlcyL2AgoRR2V0UmVzdWx0c1JlcXVlc3QSJQoOZXhwZXJpbWVudF9rZXkYASABKAlSDWV4cGVyaW1lbnRLZXkSHQoKbWV0cmljX2tleRgCIAEoCVIJbWV0cmljS2V5EhQKBWN1cGVkGAMgASgIUgVjdXBlZBIwChRjb3ZhcmlhdGVfbWV0cmljX2tleRgEIAEoCVISY292YXJpYXRlTWV0cmljS2V5Ek8KBGtpbmQYBSABKA4yOy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuR2V0UmVzdWx0c1JlcXVlc3QuQW5hbHlzaXNLaW5kUgRraW5kEhQKBWFscGhhGAYgASgBUgVhbHBoYSJsCgxBbmFseXNpc0tpbmQSHQoZQU5BTFlTSVNfS0lORF9VTlNQRUNJRklFRBAAEh8KG0FOQUxZU0lTX0tJTkRfRklYRURfSE9SSVpPThABEhwKGEFOQUxZU0lTX0tJTkRfU0VRVUVOVElBTBACItECChJHZXRSZXN1bHRzUmVzcG9uc2USJQoOZXhwZXJpbWVudF9rZXkYASABKAlSDWV4cGVyaW1lbnRLZXkSHQoKbWV0cmljX2tleRgCIAEoCVIJbWV0cmljS2V5EkwKCnZhcmlhdGlvbnMYAyADKAsyLC5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuVmFyaWF0aW9uUmVzdWx0Ugp2YXJpYXRpb25zEh4KC3NybV9wX3ZhbHVlGAQgASgBUglzcm1QVmFsdWUSIQoMc3JtX2RldGVjdGVkGAUgASgIUgtzcm1EZXRlY3RlZBI7Cgtjb21wdXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNvbXB1dGVkQXQSJwoPdG90YWxfZXhwb3N1cmVzGAcgASgDUg50b3RhbEV4cG9zdXJlcyLzAQoPVmFyaWF0aW9uUmVzdWx0EiMKDXZhcmlhdGlvbl9rZXkYASABKAlSDHZhcmlhdGlvbktleRIUCgV1bml0cxgCIAEoA1IFdW5pdHMSEgoEbWVhbhgDIAEoAVIEbWVhbhIaCgh2YXJpYW5jZRgEIAEoAVIIdmFyaWFuY2USEgoEbGlmdBgFIAEoAVIEbGlmdBJICgdsaWZ0X2NpGAYgASgLMi8ucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkNvbmZpZGVuY2VJbnRlcnZhbFIGbGlmdENpEhcKB3BfdmFsdWUYByABKAFSBnBWYWx1ZSJAChJDb25maWRlbmNlSW50ZXJ2YWwSFAoFbG93ZXIYASABKAFSBWxvd2VyEhQKBXVwcGVyGAIgASgBUgV1cHBlcjLLCAoWRXhwZXJpbWVudGF0aW9uU2VydmljZRJxChBDcmVhdGVFeHBlcmltZW50EjQucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkNyZWF0ZUV4cGVyaW1lbnRSZXF1ZXN0GicucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkV4cGVyaW1lbnQSawoNR2V0RXhwZXJpbWVudBIxLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5HZXRFeHBlcmltZW50UmVxdWVzdBonLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5FeHBlcmltZW50EnEKEFVwZGF0ZUV4cGVyaW1lbnQSNC5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuVXBkYXRlRXhwZXJpbWVudFJlcXVlc3QaJy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuRXhwZXJpbWVudBJ8Cg9MaXN0RXhwZXJpbWVudHMSMy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuTGlzdEV4cGVyaW1lbnRzUmVxdWVzdBo0LnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5MaXN0RXhwZXJpbWVudHNSZXNwb25zZRKOAQoVTGlzdEV4cGVyaW1lbnRDaGFuZ2VzEjkucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkxpc3RFeHBlcmltZW50Q2hhbmdlc1JlcXVlc3QaOi5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuTGlzdEV4cGVyaW1lbnRDaGFuZ2VzUmVzcG9uc2USeQoOR2V0QXNzaWdubWVudHMSMi5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuR2V0QXNzaWdubWVudHNSZXF1ZXN0GjMucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkdldEFzc2lnbm1lbnRzUmVzcG9uc2UScwoMTG9nRXhwb3N1cmVzEjAucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLkxvZ0V4cG9zdXJlc1JlcXVlc3QaMS5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuTG9nRXhwb3N1cmVzUmVzcG9uc2UScAoLVHJhY2tFdmVudHMSLy5wbGF0Zm9ybS5leHBlcmltZW50YXRpb24udjEuVHJhY2tFdmVudHNSZXF1ZXN0GjAucGxhdGZvcm0uZXhwZXJpbWVudGF0aW9uLnYxLlRyYWNrRXZlbnRzUmVzcG9uc2USbQoKR2V0UmVzdWx0cxIuLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5HZXRSZXN1bHRzUmVxdWVzdBovLnBsYXRmb3JtLmV4cGVyaW1lbnRhdGlvbi52MS5HZXRSZXN1bHRzUmVzcG9uc2ViBnByb3RvMw==",
     ]
 }
 
-/// Experiments of one tenant (from `x-tenant-id`).
+/// Experiments of one tenant (the `x-tenant-id` metadata; every method answers
+/// UNAUTHENTICATED without it).
 ///
 /// Implement this protocol to serve `platform.experimentation.v1.ExperimentationService`, then pass the
 /// value to an `RPCServer`.
 public protocol Platform_Experimentation_V1_ExperimentationServiceHandler: RPCService {
-    /// Creates an experiment in DRAFT or RUNNING. ALREADY_EXISTS for a taken
-    /// key; INVALID_ARGUMENT with a BadRequest for invalid fields (weights not
-    /// summing to 1 within 0.01, coverage outside [0, 1], hash_version not 1
-    /// or 2, a malformed condition).
+    /// Creates an experiment in DRAFT (the default) or RUNNING.
+    /// ALREADY_EXISTS when the key is taken. INVALID_ARGUMENT with a BadRequest
+    /// for invalid fields: a malformed key, fewer than 2 or more than 20
+    /// variations, duplicate variation keys, weights that are negative or do
+    /// not sum to 1 within 0.01, coverage outside [0, 1], hash_version other
+    /// than 0, 1 or 2, bad namespace or filter ranges, an unknown operator in
+    /// `condition`, a forced_variation_key that names no variation, end_time
+    /// not after start_time, status STOPPED; or when `request_id` was already
+    /// used for a different request.
     func createExperiment(request: Platform_Experimentation_V1_CreateExperimentRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_Experiment
 
-    /// One experiment. NOT_FOUND names the key.
+    /// One experiment by key. NOT_FOUND for an unknown key; INVALID_ARGUMENT
+    /// for an empty one.
     func getExperiment(request: Platform_Experimentation_V1_GetExperimentRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_Experiment
 
-    /// Changes the fields named by update_mask and records who changed what.
-    /// ABORTED for a stale etag; FAILED_PRECONDITION for changes a running
-    /// experiment forbids (variations, seed, hash settings).
+    /// Changes the fields named by update_mask and records the change in the
+    /// audit log. NOT_FOUND for an unknown key. ABORTED when `experiment.etag`
+    /// is set and stale. INVALID_ARGUMENT (with a BadRequest) for invalid
+    /// values, mask paths that are unknown or output only, or a `request_id`
+    /// already used for a different request. FAILED_PRECONDITION for a status
+    /// change other than DRAFT to RUNNING, RUNNING to STOPPED or STOPPED to
+    /// RUNNING, or, while RUNNING, for a change that would move units already
+    /// assigned: variation keys, order or weights, seed, hash_attribute,
+    /// fallback_attribute, hash_version, namespace, filters, or a lower
+    /// coverage (stop the experiment and create a new one instead).
     func updateExperiment(request: Platform_Experimentation_V1_UpdateExperimentRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_Experiment
 
-    /// Experiments page by page (AIP-158), optionally by status.
+    /// Experiments ordered by key, page by page, optionally of one status.
+    /// INVALID_ARGUMENT for a negative page_size or a page_token issued for a
+    /// different status.
     func listExperiments(request: Platform_Experimentation_V1_ListExperimentsRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_ListExperimentsResponse
 
-    /// The audit log of one experiment, newest first.
+    /// The audit log of one experiment, newest change first, page by page.
+    /// NOT_FOUND for an unknown key; INVALID_ARGUMENT for a negative page_size
+    /// or a page_token issued for a different key.
     func listExperimentChanges(request: Platform_Experimentation_V1_ListExperimentChangesRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_ListExperimentChangesResponse
 
-    /// The variation of each running experiment for one unit (user, session...),
-    /// computed locally and deterministically: the same attributes always give
-    /// the same answer, in every SDK that follows GrowthBook's algorithm.
+    /// The variation of each requested experiment for one unit (a user, a
+    /// session...). Assignment is deterministic: the same experiment and
+    /// attributes always give the same variation, here and in any GrowthBook
+    /// SDK. The checks run in this order and the first that fails decides the
+    /// reason: the experiment is running (NOT_RUNNING; a STOPPED experiment
+    /// with a winner only checks `condition`, then answers FORCED), the unit
+    /// has a hash value (NO_HASH_ATTRIBUTE), filters (FILTERED) or, without
+    /// filters, the namespace (NOT_IN_NAMESPACE), the targeting condition
+    /// (NOT_TARGETED), coverage (NOT_IN_COVERAGE); otherwise ASSIGNED.
+    /// NOT_FOUND names the first unknown experiment key; INVALID_ARGUMENT for
+    /// more than 100 keys or attributes larger than 64 KiB. Exposure logging
+    /// never fails the call (see GetAssignmentsResponse.exposures_logged).
     func getAssignments(request: Platform_Experimentation_V1_GetAssignmentsRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_GetAssignmentsResponse
 
-    /// Records that units saw variations. Deduplicated by exposure_id;
-    /// acknowledged exposures are durable. RESOURCE_EXHAUSTED with RetryInfo
-    /// when the ingestion queue is full (backpressure): retry later.
+    /// Records that units saw variations; the whole batch is stored or none of
+    /// it. Acknowledged exposures are durable. INVALID_ARGUMENT with a
+    /// BadRequest naming every invalid exposure (e.g. `exposures[3].unit_id`,
+    /// an unknown experiment or variation key, a time more than 5 minutes in
+    /// the future), for an empty batch or more than 10,000 exposures, or for a
+    /// `request_id` already used for a different request. RESOURCE_EXHAUSTED
+    /// with a RetryInfo delay when the ingestion queue is full (backpressure):
+    /// nothing was stored; retry the same request, same request_id, after the
+    /// delay.
     func logExposures(request: Platform_Experimentation_V1_LogExposuresRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_LogExposuresResponse
 
-    /// Records metric events (purchases, clicks...). Same guarantees as
-    /// LogExposures.
+    /// Records metric events (purchases, clicks, revenue...). Same batch,
+    /// validation, durability and backpressure rules, and the same status
+    /// codes, as LogExposures. Events are not tied to an experiment; results
+    /// join them to exposures by unit_id.
     func trackEvents(request: Platform_Experimentation_V1_TrackEventsRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_TrackEventsResponse
 
-    /// Per-variation statistics of one metric: means, lift with a confidence
-    /// interval, p-values, and a sample-ratio-mismatch check.
+    /// Per-variation statistics of one metric: means, lift over control with a
+    /// confidence interval, p-values, and a sample-ratio-mismatch check.
+    /// Results are cached for at most 5 minutes; `computed_at` says how fresh
+    /// they are. NOT_FOUND for an unknown experiment; FAILED_PRECONDITION for
+    /// an experiment that never ran (DRAFT); INVALID_ARGUMENT for an empty
+    /// metric_key, alpha outside (0, 0.5], or a covariate_metric_key without
+    /// cuped.
     func getResults(request: Platform_Experimentation_V1_GetResultsRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_GetResultsResponse
 }
 
@@ -112,7 +152,8 @@ extension Platform_Experimentation_V1_ExperimentationServiceHandler {
 }
 
 /// A client for `platform.experimentation.v1.ExperimentationService`:
-///  Experiments of one tenant (from `x-tenant-id`).
+///  Experiments of one tenant (the `x-tenant-id` metadata; every method answers
+///  UNAUTHENTICATED without it).
 public struct Platform_Experimentation_V1_ExperimentationServiceClient: Sendable {
     public let channel: RPCChannel
 
@@ -120,58 +161,97 @@ public struct Platform_Experimentation_V1_ExperimentationServiceClient: Sendable
         self.channel = channel
     }
 
-    /// Creates an experiment in DRAFT or RUNNING. ALREADY_EXISTS for a taken
-    /// key; INVALID_ARGUMENT with a BadRequest for invalid fields (weights not
-    /// summing to 1 within 0.01, coverage outside [0, 1], hash_version not 1
-    /// or 2, a malformed condition).
+    /// Creates an experiment in DRAFT (the default) or RUNNING.
+    /// ALREADY_EXISTS when the key is taken. INVALID_ARGUMENT with a BadRequest
+    /// for invalid fields: a malformed key, fewer than 2 or more than 20
+    /// variations, duplicate variation keys, weights that are negative or do
+    /// not sum to 1 within 0.01, coverage outside [0, 1], hash_version other
+    /// than 0, 1 or 2, bad namespace or filter ranges, an unknown operator in
+    /// `condition`, a forced_variation_key that names no variation, end_time
+    /// not after start_time, status STOPPED; or when `request_id` was already
+    /// used for a different request.
     public func createExperiment(_ request: Platform_Experimentation_V1_CreateExperimentRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_Experiment {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.createExperiment, request: request, options: options).message
     }
 
-    /// One experiment. NOT_FOUND names the key.
+    /// One experiment by key. NOT_FOUND for an unknown key; INVALID_ARGUMENT
+    /// for an empty one.
     public func getExperiment(_ request: Platform_Experimentation_V1_GetExperimentRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_Experiment {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.getExperiment, request: request, options: options).message
     }
 
-    /// Changes the fields named by update_mask and records who changed what.
-    /// ABORTED for a stale etag; FAILED_PRECONDITION for changes a running
-    /// experiment forbids (variations, seed, hash settings).
+    /// Changes the fields named by update_mask and records the change in the
+    /// audit log. NOT_FOUND for an unknown key. ABORTED when `experiment.etag`
+    /// is set and stale. INVALID_ARGUMENT (with a BadRequest) for invalid
+    /// values, mask paths that are unknown or output only, or a `request_id`
+    /// already used for a different request. FAILED_PRECONDITION for a status
+    /// change other than DRAFT to RUNNING, RUNNING to STOPPED or STOPPED to
+    /// RUNNING, or, while RUNNING, for a change that would move units already
+    /// assigned: variation keys, order or weights, seed, hash_attribute,
+    /// fallback_attribute, hash_version, namespace, filters, or a lower
+    /// coverage (stop the experiment and create a new one instead).
     public func updateExperiment(_ request: Platform_Experimentation_V1_UpdateExperimentRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_Experiment {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.updateExperiment, request: request, options: options).message
     }
 
-    /// Experiments page by page (AIP-158), optionally by status.
+    /// Experiments ordered by key, page by page, optionally of one status.
+    /// INVALID_ARGUMENT for a negative page_size or a page_token issued for a
+    /// different status.
     public func listExperiments(_ request: Platform_Experimentation_V1_ListExperimentsRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_ListExperimentsResponse {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.listExperiments, request: request, options: options).message
     }
 
-    /// The audit log of one experiment, newest first.
+    /// The audit log of one experiment, newest change first, page by page.
+    /// NOT_FOUND for an unknown key; INVALID_ARGUMENT for a negative page_size
+    /// or a page_token issued for a different key.
     public func listExperimentChanges(_ request: Platform_Experimentation_V1_ListExperimentChangesRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_ListExperimentChangesResponse {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.listExperimentChanges, request: request, options: options).message
     }
 
-    /// The variation of each running experiment for one unit (user, session...),
-    /// computed locally and deterministically: the same attributes always give
-    /// the same answer, in every SDK that follows GrowthBook's algorithm.
+    /// The variation of each requested experiment for one unit (a user, a
+    /// session...). Assignment is deterministic: the same experiment and
+    /// attributes always give the same variation, here and in any GrowthBook
+    /// SDK. The checks run in this order and the first that fails decides the
+    /// reason: the experiment is running (NOT_RUNNING; a STOPPED experiment
+    /// with a winner only checks `condition`, then answers FORCED), the unit
+    /// has a hash value (NO_HASH_ATTRIBUTE), filters (FILTERED) or, without
+    /// filters, the namespace (NOT_IN_NAMESPACE), the targeting condition
+    /// (NOT_TARGETED), coverage (NOT_IN_COVERAGE); otherwise ASSIGNED.
+    /// NOT_FOUND names the first unknown experiment key; INVALID_ARGUMENT for
+    /// more than 100 keys or attributes larger than 64 KiB. Exposure logging
+    /// never fails the call (see GetAssignmentsResponse.exposures_logged).
     public func getAssignments(_ request: Platform_Experimentation_V1_GetAssignmentsRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_GetAssignmentsResponse {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.getAssignments, request: request, options: options).message
     }
 
-    /// Records that units saw variations. Deduplicated by exposure_id;
-    /// acknowledged exposures are durable. RESOURCE_EXHAUSTED with RetryInfo
-    /// when the ingestion queue is full (backpressure): retry later.
+    /// Records that units saw variations; the whole batch is stored or none of
+    /// it. Acknowledged exposures are durable. INVALID_ARGUMENT with a
+    /// BadRequest naming every invalid exposure (e.g. `exposures[3].unit_id`,
+    /// an unknown experiment or variation key, a time more than 5 minutes in
+    /// the future), for an empty batch or more than 10,000 exposures, or for a
+    /// `request_id` already used for a different request. RESOURCE_EXHAUSTED
+    /// with a RetryInfo delay when the ingestion queue is full (backpressure):
+    /// nothing was stored; retry the same request, same request_id, after the
+    /// delay.
     public func logExposures(_ request: Platform_Experimentation_V1_LogExposuresRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_LogExposuresResponse {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.logExposures, request: request, options: options).message
     }
 
-    /// Records metric events (purchases, clicks...). Same guarantees as
-    /// LogExposures.
+    /// Records metric events (purchases, clicks, revenue...). Same batch,
+    /// validation, durability and backpressure rules, and the same status
+    /// codes, as LogExposures. Events are not tied to an experiment; results
+    /// join them to exposures by unit_id.
     public func trackEvents(_ request: Platform_Experimentation_V1_TrackEventsRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_TrackEventsResponse {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.trackEvents, request: request, options: options).message
     }
 
-    /// Per-variation statistics of one metric: means, lift with a confidence
-    /// interval, p-values, and a sample-ratio-mismatch check.
+    /// Per-variation statistics of one metric: means, lift over control with a
+    /// confidence interval, p-values, and a sample-ratio-mismatch check.
+    /// Results are cached for at most 5 minutes; `computed_at` says how fresh
+    /// they are. NOT_FOUND for an unknown experiment; FAILED_PRECONDITION for
+    /// an experiment that never ran (DRAFT); INVALID_ARGUMENT for an empty
+    /// metric_key, alpha outside (0, 0.5], or a covariate_metric_key without
+    /// cuped.
     public func getResults(_ request: Platform_Experimentation_V1_GetResultsRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_GetResultsResponse {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.getResults, request: request, options: options).message
     }

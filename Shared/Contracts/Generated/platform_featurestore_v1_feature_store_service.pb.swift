@@ -8,10 +8,17 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Online feature store with Feast's serving semantics: a registry of feature
-/// views, idempotent writes where the latest event time wins, and
-/// column-oriented lookups with a status per value. Unlike Feast, a view's
-/// TTL is enforced online: stale values come back OUTSIDE_MAX_AGE.
+/// The online feature store. Serving follows Feast's semantics: a registry of
+/// feature views and feature services, writes where the latest event time
+/// wins, and column-oriented lookups that return a status with every value.
+/// One difference: a view's TTL is enforced online, so values older than it
+/// come back OUTSIDE_MAX_AGE instead of being served stale.
+///
+/// The messages for values, lookups and statuses follow Feast's
+/// feast.types.Value and feast.serving.GetOnlineFeatures* field for field
+/// (same field numbers), so code written against Feast converts without
+/// surprises. See platform/common/v1/common.proto for the paging, error,
+/// tenancy and idempotency conventions every method here follows.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -30,54 +37,55 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-/// The type of a feature's values.
+/// The type of a feature's values. Numbers match Feast's ValueType.Enum;
+/// Feast's 32-bit integer types are not offered.
 public nonisolated enum Platform_Featurestore_V1_ValueType: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 
-  /// Not set; invalid for features.
+  /// Not set; rejected wherever a type is required.
   case unspecified // = 0
 
-  /// 64-bit integer.
-  case int64 // = 1
+  /// Raw bytes.
+  case bytes // = 1
 
-  /// 64-bit float.
-  case double // = 2
+  /// A UTF-8 string.
+  case string // = 2
 
-  /// 32-bit float.
-  case float // = 3
+  /// A signed 64-bit integer.
+  case int64 // = 4
 
-  /// UTF-8 string.
-  case string // = 4
+  /// A 64-bit IEEE 754 float.
+  case double // = 5
 
-  /// Boolean.
-  case bool // = 5
+  /// A 32-bit IEEE 754 float.
+  case float // = 6
 
-  /// Bytes.
-  case bytes // = 6
+  /// True or false.
+  case bool // = 7
 
-  /// Seconds since the Unix epoch.
-  case unixTimestamp // = 7
+  /// A point in time, in whole seconds since the Unix epoch (UTC).
+  case unixTimestamp // = 8
 
-  /// List of int64.
-  case int64List // = 8
+  /// A list of raw byte strings.
+  case bytesList // = 11
 
-  /// List of double.
-  case doubleList // = 9
+  /// A list of UTF-8 strings.
+  case stringList // = 12
 
-  /// List of float.
-  case floatList // = 10
+  /// A list of signed 64-bit integers.
+  case int64List // = 14
 
-  /// List of string.
-  case stringList // = 11
+  /// A list of 64-bit floats.
+  case doubleList // = 15
 
-  /// List of bool.
-  case boolList // = 12
+  /// A list of 32-bit floats.
+  case floatList // = 16
 
-  /// List of bytes.
-  case bytesList // = 13
+  /// A list of booleans.
+  case boolList // = 17
 
-  /// List of Unix timestamps.
-  case unixTimestampList // = 14
+  /// A list of points in time, each in seconds since the Unix epoch.
+  case unixTimestampList // = 18
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -87,20 +95,20 @@ public nonisolated enum Platform_Featurestore_V1_ValueType: SwiftProtobuf.Enum, 
   public init?(rawValue: Int) {
     switch rawValue {
     case 0: self = .unspecified
-    case 1: self = .int64
-    case 2: self = .double
-    case 3: self = .float
-    case 4: self = .string
-    case 5: self = .bool
-    case 6: self = .bytes
-    case 7: self = .unixTimestamp
-    case 8: self = .int64List
-    case 9: self = .doubleList
-    case 10: self = .floatList
-    case 11: self = .stringList
-    case 12: self = .boolList
-    case 13: self = .bytesList
-    case 14: self = .unixTimestampList
+    case 1: self = .bytes
+    case 2: self = .string
+    case 4: self = .int64
+    case 5: self = .double
+    case 6: self = .float
+    case 7: self = .bool
+    case 8: self = .unixTimestamp
+    case 11: self = .bytesList
+    case 12: self = .stringList
+    case 14: self = .int64List
+    case 15: self = .doubleList
+    case 16: self = .floatList
+    case 17: self = .boolList
+    case 18: self = .unixTimestampList
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -108,20 +116,20 @@ public nonisolated enum Platform_Featurestore_V1_ValueType: SwiftProtobuf.Enum, 
   public var rawValue: Int {
     switch self {
     case .unspecified: return 0
-    case .int64: return 1
-    case .double: return 2
-    case .float: return 3
-    case .string: return 4
-    case .bool: return 5
-    case .bytes: return 6
-    case .unixTimestamp: return 7
-    case .int64List: return 8
-    case .doubleList: return 9
-    case .floatList: return 10
-    case .stringList: return 11
-    case .boolList: return 12
-    case .bytesList: return 13
-    case .unixTimestampList: return 14
+    case .bytes: return 1
+    case .string: return 2
+    case .int64: return 4
+    case .double: return 5
+    case .float: return 6
+    case .bool: return 7
+    case .unixTimestamp: return 8
+    case .bytesList: return 11
+    case .stringList: return 12
+    case .int64List: return 14
+    case .doubleList: return 15
+    case .floatList: return 16
+    case .boolList: return 17
+    case .unixTimestampList: return 18
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -129,29 +137,30 @@ public nonisolated enum Platform_Featurestore_V1_ValueType: SwiftProtobuf.Enum, 
   // The compiler won't synthesize support with the UNRECOGNIZED case.
   public static let allCases: [Platform_Featurestore_V1_ValueType] = [
     .unspecified,
+    .bytes,
+    .string,
     .int64,
     .double,
     .float,
-    .string,
     .bool,
-    .bytes,
     .unixTimestamp,
+    .bytesList,
+    .stringList,
     .int64List,
     .doubleList,
     .floatList,
-    .stringList,
     .boolList,
-    .bytesList,
     .unixTimestampList,
   ]
 
 }
 
-/// The null marker.
+/// Marker for an explicit null in Value. The unprefixed name is Feast's, kept
+/// so values convert one to one.
 public nonisolated enum Platform_Featurestore_V1_Null: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 
-  /// The only value.
+  /// The only value: null.
   case null // = 0
   case UNRECOGNIZED(Int)
 
@@ -180,24 +189,27 @@ public nonisolated enum Platform_Featurestore_V1_Null: SwiftProtobuf.Enum, Swift
 
 }
 
-/// The status of one returned value. Names and numbers are Feast's, so Feast
-/// clients read them unchanged.
+/// The status of one value in a GetOnlineFeaturesResponse. Names and numbers
+/// are exactly Feast's, unprefixed against this API's enum style, so Feast
+/// clients and tooling read them unchanged.
 public nonisolated enum Platform_Featurestore_V1_FieldStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 
-  /// Not set.
+  /// Not set; never sent by the server.
   case invalid // = 0
 
-  /// The value is present and fresh.
+  /// The value is present and within the view's TTL. Always the status of
+  /// join key columns.
   case present // = 1
 
-  /// The value was written as null.
+  /// The latest row for the entity stores null for this feature.
   case nullValue // = 2
 
-  /// No value was ever written for the entity.
+  /// No row was ever written for the entity in this view (or it was
+  /// deleted with the view).
   case notFound // = 3
 
-  /// The value is older than the view's TTL; it is not returned.
+  /// The latest row is older than the view's TTL; the value is withheld.
   case outsideMaxAge // = 4
   case UNRECOGNIZED(Int)
 
@@ -238,61 +250,17 @@ public nonisolated enum Platform_Featurestore_V1_FieldStatus: SwiftProtobuf.Enum
 
 }
 
-/// A typed value; an unset `val` means null.
+/// One typed value. The case set must match the feature's (or join key's)
+/// ValueType. A Value with no case set, or with `null_val`, is null.
 public nonisolated struct Platform_Featurestore_V1_Value: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The value; its case must match the feature's ValueType.
+  /// The value itself. Field numbers match Feast's Value.
   public var val: Platform_Featurestore_V1_Value.OneOf_Val? = nil
 
-  /// VALUE_TYPE_INT64 (also int64 entity keys).
-  public var int64Val: Int64 {
-    get {
-      if case .int64Val(let v)? = val {return v}
-      return 0
-    }
-    set {val = .int64Val(newValue)}
-  }
-
-  /// VALUE_TYPE_DOUBLE.
-  public var doubleVal: Double {
-    get {
-      if case .doubleVal(let v)? = val {return v}
-      return 0
-    }
-    set {val = .doubleVal(newValue)}
-  }
-
-  /// VALUE_TYPE_FLOAT.
-  public var floatVal: Float {
-    get {
-      if case .floatVal(let v)? = val {return v}
-      return 0
-    }
-    set {val = .floatVal(newValue)}
-  }
-
-  /// VALUE_TYPE_STRING (also string entity keys).
-  public var stringVal: String {
-    get {
-      if case .stringVal(let v)? = val {return v}
-      return String()
-    }
-    set {val = .stringVal(newValue)}
-  }
-
-  /// VALUE_TYPE_BOOL.
-  public var boolVal: Bool {
-    get {
-      if case .boolVal(let v)? = val {return v}
-      return false
-    }
-    set {val = .boolVal(newValue)}
-  }
-
-  /// VALUE_TYPE_BYTES.
+  /// For VALUE_TYPE_BYTES.
   public var bytesVal: Data {
     get {
       if case .bytesVal(let v)? = val {return v}
@@ -301,7 +269,52 @@ public nonisolated struct Platform_Featurestore_V1_Value: Sendable {
     set {val = .bytesVal(newValue)}
   }
 
-  /// VALUE_TYPE_UNIX_TIMESTAMP, in seconds.
+  /// For VALUE_TYPE_STRING, and for string join keys.
+  public var stringVal: String {
+    get {
+      if case .stringVal(let v)? = val {return v}
+      return String()
+    }
+    set {val = .stringVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_INT64, and for integer join keys.
+  public var int64Val: Int64 {
+    get {
+      if case .int64Val(let v)? = val {return v}
+      return 0
+    }
+    set {val = .int64Val(newValue)}
+  }
+
+  /// For VALUE_TYPE_DOUBLE.
+  public var doubleVal: Double {
+    get {
+      if case .doubleVal(let v)? = val {return v}
+      return 0
+    }
+    set {val = .doubleVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_FLOAT.
+  public var floatVal: Float {
+    get {
+      if case .floatVal(let v)? = val {return v}
+      return 0
+    }
+    set {val = .floatVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_BOOL.
+  public var boolVal: Bool {
+    get {
+      if case .boolVal(let v)? = val {return v}
+      return false
+    }
+    set {val = .boolVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_UNIX_TIMESTAMP: seconds since the Unix epoch.
   public var unixTimestampVal: Int64 {
     get {
       if case .unixTimestampVal(let v)? = val {return v}
@@ -310,52 +323,7 @@ public nonisolated struct Platform_Featurestore_V1_Value: Sendable {
     set {val = .unixTimestampVal(newValue)}
   }
 
-  /// VALUE_TYPE_INT64_LIST.
-  public var int64ListVal: Platform_Featurestore_V1_Int64List {
-    get {
-      if case .int64ListVal(let v)? = val {return v}
-      return Platform_Featurestore_V1_Int64List()
-    }
-    set {val = .int64ListVal(newValue)}
-  }
-
-  /// VALUE_TYPE_DOUBLE_LIST.
-  public var doubleListVal: Platform_Featurestore_V1_DoubleList {
-    get {
-      if case .doubleListVal(let v)? = val {return v}
-      return Platform_Featurestore_V1_DoubleList()
-    }
-    set {val = .doubleListVal(newValue)}
-  }
-
-  /// VALUE_TYPE_FLOAT_LIST.
-  public var floatListVal: Platform_Featurestore_V1_FloatList {
-    get {
-      if case .floatListVal(let v)? = val {return v}
-      return Platform_Featurestore_V1_FloatList()
-    }
-    set {val = .floatListVal(newValue)}
-  }
-
-  /// VALUE_TYPE_STRING_LIST.
-  public var stringListVal: Platform_Featurestore_V1_StringList {
-    get {
-      if case .stringListVal(let v)? = val {return v}
-      return Platform_Featurestore_V1_StringList()
-    }
-    set {val = .stringListVal(newValue)}
-  }
-
-  /// VALUE_TYPE_BOOL_LIST.
-  public var boolListVal: Platform_Featurestore_V1_BoolList {
-    get {
-      if case .boolListVal(let v)? = val {return v}
-      return Platform_Featurestore_V1_BoolList()
-    }
-    set {val = .boolListVal(newValue)}
-  }
-
-  /// VALUE_TYPE_BYTES_LIST.
+  /// For VALUE_TYPE_BYTES_LIST.
   public var bytesListVal: Platform_Featurestore_V1_BytesList {
     get {
       if case .bytesListVal(let v)? = val {return v}
@@ -364,7 +332,52 @@ public nonisolated struct Platform_Featurestore_V1_Value: Sendable {
     set {val = .bytesListVal(newValue)}
   }
 
-  /// VALUE_TYPE_UNIX_TIMESTAMP_LIST, in seconds.
+  /// For VALUE_TYPE_STRING_LIST.
+  public var stringListVal: Platform_Featurestore_V1_StringList {
+    get {
+      if case .stringListVal(let v)? = val {return v}
+      return Platform_Featurestore_V1_StringList()
+    }
+    set {val = .stringListVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_INT64_LIST.
+  public var int64ListVal: Platform_Featurestore_V1_Int64List {
+    get {
+      if case .int64ListVal(let v)? = val {return v}
+      return Platform_Featurestore_V1_Int64List()
+    }
+    set {val = .int64ListVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_DOUBLE_LIST.
+  public var doubleListVal: Platform_Featurestore_V1_DoubleList {
+    get {
+      if case .doubleListVal(let v)? = val {return v}
+      return Platform_Featurestore_V1_DoubleList()
+    }
+    set {val = .doubleListVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_FLOAT_LIST.
+  public var floatListVal: Platform_Featurestore_V1_FloatList {
+    get {
+      if case .floatListVal(let v)? = val {return v}
+      return Platform_Featurestore_V1_FloatList()
+    }
+    set {val = .floatListVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_BOOL_LIST.
+  public var boolListVal: Platform_Featurestore_V1_BoolList {
+    get {
+      if case .boolListVal(let v)? = val {return v}
+      return Platform_Featurestore_V1_BoolList()
+    }
+    set {val = .boolListVal(newValue)}
+  }
+
+  /// For VALUE_TYPE_UNIX_TIMESTAMP_LIST: seconds since the Unix epoch.
   public var unixTimestampListVal: Platform_Featurestore_V1_Int64List {
     get {
       if case .unixTimestampListVal(let v)? = val {return v}
@@ -373,7 +386,7 @@ public nonisolated struct Platform_Featurestore_V1_Value: Sendable {
     set {val = .unixTimestampListVal(newValue)}
   }
 
-  /// An explicit null.
+  /// An explicit null, valid for any feature type (never for a join key).
   public var nullVal: Platform_Featurestore_V1_Null {
     get {
       if case .nullVal(let v)? = val {return v}
@@ -384,37 +397,37 @@ public nonisolated struct Platform_Featurestore_V1_Value: Sendable {
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// The value; its case must match the feature's ValueType.
+  /// The value itself. Field numbers match Feast's Value.
   public nonisolated enum OneOf_Val: Equatable, Sendable {
-    /// VALUE_TYPE_INT64 (also int64 entity keys).
-    case int64Val(Int64)
-    /// VALUE_TYPE_DOUBLE.
-    case doubleVal(Double)
-    /// VALUE_TYPE_FLOAT.
-    case floatVal(Float)
-    /// VALUE_TYPE_STRING (also string entity keys).
-    case stringVal(String)
-    /// VALUE_TYPE_BOOL.
-    case boolVal(Bool)
-    /// VALUE_TYPE_BYTES.
+    /// For VALUE_TYPE_BYTES.
     case bytesVal(Data)
-    /// VALUE_TYPE_UNIX_TIMESTAMP, in seconds.
+    /// For VALUE_TYPE_STRING, and for string join keys.
+    case stringVal(String)
+    /// For VALUE_TYPE_INT64, and for integer join keys.
+    case int64Val(Int64)
+    /// For VALUE_TYPE_DOUBLE.
+    case doubleVal(Double)
+    /// For VALUE_TYPE_FLOAT.
+    case floatVal(Float)
+    /// For VALUE_TYPE_BOOL.
+    case boolVal(Bool)
+    /// For VALUE_TYPE_UNIX_TIMESTAMP: seconds since the Unix epoch.
     case unixTimestampVal(Int64)
-    /// VALUE_TYPE_INT64_LIST.
-    case int64ListVal(Platform_Featurestore_V1_Int64List)
-    /// VALUE_TYPE_DOUBLE_LIST.
-    case doubleListVal(Platform_Featurestore_V1_DoubleList)
-    /// VALUE_TYPE_FLOAT_LIST.
-    case floatListVal(Platform_Featurestore_V1_FloatList)
-    /// VALUE_TYPE_STRING_LIST.
-    case stringListVal(Platform_Featurestore_V1_StringList)
-    /// VALUE_TYPE_BOOL_LIST.
-    case boolListVal(Platform_Featurestore_V1_BoolList)
-    /// VALUE_TYPE_BYTES_LIST.
+    /// For VALUE_TYPE_BYTES_LIST.
     case bytesListVal(Platform_Featurestore_V1_BytesList)
-    /// VALUE_TYPE_UNIX_TIMESTAMP_LIST, in seconds.
+    /// For VALUE_TYPE_STRING_LIST.
+    case stringListVal(Platform_Featurestore_V1_StringList)
+    /// For VALUE_TYPE_INT64_LIST.
+    case int64ListVal(Platform_Featurestore_V1_Int64List)
+    /// For VALUE_TYPE_DOUBLE_LIST.
+    case doubleListVal(Platform_Featurestore_V1_DoubleList)
+    /// For VALUE_TYPE_FLOAT_LIST.
+    case floatListVal(Platform_Featurestore_V1_FloatList)
+    /// For VALUE_TYPE_BOOL_LIST.
+    case boolListVal(Platform_Featurestore_V1_BoolList)
+    /// For VALUE_TYPE_UNIX_TIMESTAMP_LIST: seconds since the Unix epoch.
     case unixTimestampListVal(Platform_Featurestore_V1_Int64List)
-    /// An explicit null.
+    /// An explicit null, valid for any feature type (never for a join key).
     case nullVal(Platform_Featurestore_V1_Null)
 
   }
@@ -422,13 +435,13 @@ public nonisolated struct Platform_Featurestore_V1_Value: Sendable {
   public init() {}
 }
 
-/// A list of int64.
+/// A list of signed 64-bit integers (also used for Unix timestamp lists).
 public nonisolated struct Platform_Featurestore_V1_Int64List: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The elements.
+  /// The elements, in order.
   public var val: [Int64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -436,13 +449,13 @@ public nonisolated struct Platform_Featurestore_V1_Int64List: Sendable {
   public init() {}
 }
 
-/// A list of double.
+/// A list of 64-bit floats.
 public nonisolated struct Platform_Featurestore_V1_DoubleList: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The elements.
+  /// The elements, in order.
   public var val: [Double] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -450,13 +463,13 @@ public nonisolated struct Platform_Featurestore_V1_DoubleList: Sendable {
   public init() {}
 }
 
-/// A list of float.
+/// A list of 32-bit floats.
 public nonisolated struct Platform_Featurestore_V1_FloatList: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The elements.
+  /// The elements, in order.
   public var val: [Float] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -464,13 +477,13 @@ public nonisolated struct Platform_Featurestore_V1_FloatList: Sendable {
   public init() {}
 }
 
-/// A list of strings.
+/// A list of UTF-8 strings.
 public nonisolated struct Platform_Featurestore_V1_StringList: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The elements.
+  /// The elements, in order.
   public var val: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -478,13 +491,13 @@ public nonisolated struct Platform_Featurestore_V1_StringList: Sendable {
   public init() {}
 }
 
-/// A list of bools.
+/// A list of booleans.
 public nonisolated struct Platform_Featurestore_V1_BoolList: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The elements.
+  /// The elements, in order.
   public var val: [Bool] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -498,7 +511,7 @@ public nonisolated struct Platform_Featurestore_V1_BytesList: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The elements.
+  /// The elements, in order.
   public var val: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -506,13 +519,13 @@ public nonisolated struct Platform_Featurestore_V1_BytesList: Sendable {
   public init() {}
 }
 
-/// Several values: one column of an entity table.
+/// A column of values: one per entity row, in row order.
 public nonisolated struct Platform_Featurestore_V1_RepeatedValue: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The values, one per row.
+  /// The values, in row order.
   public var val: [Platform_Featurestore_V1_Value] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -520,22 +533,53 @@ public nonisolated struct Platform_Featurestore_V1_RepeatedValue: Sendable {
   public init() {}
 }
 
-/// One feature of a view.
+/// What features are about (a user, a product...), and how it is keyed.
+/// Feature views name their join keys directly in FeatureView.entities; this
+/// message describes such a key set and the type of its values.
+public nonisolated struct Platform_Featurestore_V1_Entity: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Unique within the tenant; [A-Za-z_][A-Za-z0-9_]*, at most 128
+  /// characters, e.g. "user".
+  public var name: String = String()
+
+  /// The columns that identify one instance, e.g. ["user_id"]; 1 to 5 names
+  /// of [A-Za-z_][A-Za-z0-9_]*, at most 128 characters each.
+  public var joinKeys: [String] = []
+
+  /// The type of every join key's values: VALUE_TYPE_STRING or
+  /// VALUE_TYPE_INT64 (anything else is INVALID_ARGUMENT). Unspecified means
+  /// VALUE_TYPE_STRING.
+  public var joinKeyType: Platform_Featurestore_V1_ValueType = .unspecified
+
+  /// What the entity is; at most 2048 characters.
+  public var description_p: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One feature of a feature view.
 public nonisolated struct Platform_Featurestore_V1_Feature: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique within the view; [A-Za-z_][A-Za-z0-9_]*, at most 128 characters.
+  /// Unique within the view and different from its join keys;
+  /// [A-Za-z_][A-Za-z0-9_]*, at most 128 characters.
   public var name: String = String()
 
-  /// The type of its values; cannot change once applied.
+  /// The type of its values; required, and fixed once applied.
   public var type: Platform_Featurestore_V1_ValueType = .unspecified
 
-  /// What it means.
+  /// What the feature means, including its unit; at most 2048 characters.
   public var description_p: String = String()
 
-  /// Free-form labels.
+  /// Free-form labels; at most 64 entries, keys and values at most 256
+  /// characters.
   public var labels: Dictionary<String,String> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -543,24 +587,28 @@ public nonisolated struct Platform_Featurestore_V1_Feature: Sendable {
   public init() {}
 }
 
-/// A group of features sharing entities and a freshness limit.
+/// A group of features about the same entities, written together and sharing
+/// one freshness limit.
 public nonisolated struct Platform_Featurestore_V1_FeatureView: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique within the tenant; [A-Za-z_][A-Za-z0-9_]*, at most 128 characters.
+  /// Unique within the tenant; [A-Za-z_][A-Za-z0-9_]* without "__", at most
+  /// 128 characters. The key for Apply, Get and Delete.
   public var name: String = String()
 
-  /// Join keys of the entities, e.g. ["user_id"]; their values are strings or
-  /// int64. At least one.
+  /// The join keys identifying a row, e.g. ["user_id"]; 1 to 5 distinct names
+  /// of [A-Za-z_][A-Za-z0-9_]*. Join key values are strings or int64. Fixed
+  /// once applied.
   public var entities: [String] = []
 
-  /// The features.
+  /// The features; 1 to 1000, with distinct names.
   public var features: [Platform_Featurestore_V1_Feature] = []
 
-  /// Values older than this (by event time) are OUTSIDE_MAX_AGE online;
-  /// zero means they never expire.
+  /// Maximum age of a value, measured from its event_time to the lookup
+  /// time; older values are served as OUTSIDE_MAX_AGE without the value.
+  /// Zero or unset means values never expire; negative is INVALID_ARGUMENT.
   public var ttl: SwiftProtobuf.Google_Protobuf_Duration {
     get {_ttl ?? SwiftProtobuf.Google_Protobuf_Duration()}
     set {_ttl = newValue}
@@ -570,19 +618,21 @@ public nonisolated struct Platform_Featurestore_V1_FeatureView: Sendable {
   /// Clears the value of `ttl`. Subsequent reads from it will return its default value.
   public mutating func clearTtl() {self._ttl = nil}
 
-  /// What the view holds.
+  /// What the view holds and where it comes from; at most 2048 characters.
   public var description_p: String = String()
 
-  /// Owning team.
+  /// The owning team or person, e.g. "ranking-team"; at most 256 characters.
   public var owner: String = String()
 
-  /// Free-form tags.
+  /// Free-form tags; at most 64 entries, keys and values at most 256
+  /// characters.
   public var tags: Dictionary<String,String> = [:]
 
-  /// Increases on every change; output only.
+  /// Server-assigned; 1 on creation, incremented by every apply that changes
+  /// the view. Output only.
   public var version: Int64 = 0
 
-  /// Creation time; output only.
+  /// When the view was first applied. Output only.
   public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_createTime = newValue}
@@ -592,7 +642,7 @@ public nonisolated struct Platform_Featurestore_V1_FeatureView: Sendable {
   /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
   public mutating func clearCreateTime() {self._createTime = nil}
 
-  /// Last change; output only.
+  /// When an apply last changed the view. Output only.
   public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_updateTime = newValue}
@@ -611,16 +661,17 @@ public nonisolated struct Platform_Featurestore_V1_FeatureView: Sendable {
   fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-/// Features of one view used by a feature service.
+/// The features a feature service takes from one view.
 public nonisolated struct Platform_Featurestore_V1_FeatureViewProjection: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The view.
+  /// Name of an existing feature view.
   public var featureViewName: String = String()
 
-  /// Its features used; empty means all.
+  /// Names of features of that view; empty means all of them, including
+  /// features added to the view later.
   public var featureNames: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -628,25 +679,30 @@ public nonisolated struct Platform_Featurestore_V1_FeatureViewProjection: Sendab
   public init() {}
 }
 
-/// A named set of features a model consumes, from one or more views.
+/// A named set of features that one model consumes, drawn from one or more
+/// feature views. Lookups by feature service return its features in
+/// projection order.
 public nonisolated struct Platform_Featurestore_V1_FeatureService: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique within the tenant.
+  /// Unique within the tenant; [A-Za-z_][A-Za-z0-9_]*, at most 128
+  /// characters. The key for Apply and Get.
   public var name: String = String()
 
-  /// The features, view by view.
+  /// The features, view by view; 1 to 100 projections, each view at most
+  /// once.
   public var projections: [Platform_Featurestore_V1_FeatureViewProjection] = []
 
-  /// What it is for.
+  /// What the service is for; at most 2048 characters.
   public var description_p: String = String()
 
-  /// Owning team.
+  /// The owning team or person; at most 256 characters.
   public var owner: String = String()
 
-  /// Increases on every change; output only.
+  /// Server-assigned; 1 on creation, incremented by every apply that changes
+  /// the service. Output only.
   public var version: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -660,7 +716,7 @@ public nonisolated struct Platform_Featurestore_V1_ApplyFeatureViewRequest: Send
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The view; output-only fields are ignored.
+  /// The desired definition; output-only fields are ignored.
   public var featureView: Platform_Featurestore_V1_FeatureView {
     get {_featureView ?? Platform_Featurestore_V1_FeatureView()}
     set {_featureView = newValue}
@@ -670,7 +726,9 @@ public nonisolated struct Platform_Featurestore_V1_ApplyFeatureViewRequest: Send
   /// Clears the value of `featureView`. Subsequent reads from it will return its default value.
   public mutating func clearFeatureView() {self._featureView = nil}
 
-  /// Idempotency key.
+  /// Idempotency key (or the `idempotency-key` metadata): a retry with the
+  /// same key and request returns the first answer. Keys expire after 24
+  /// hours.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -686,7 +744,7 @@ public nonisolated struct Platform_Featurestore_V1_ApplyFeatureViewResponse: Sen
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The view as stored.
+  /// The view as stored, with its output-only fields.
   public var featureView: Platform_Featurestore_V1_FeatureView {
     get {_featureView ?? Platform_Featurestore_V1_FeatureView()}
     set {_featureView = newValue}
@@ -696,10 +754,11 @@ public nonisolated struct Platform_Featurestore_V1_ApplyFeatureViewResponse: Sen
   /// Clears the value of `featureView`. Subsequent reads from it will return its default value.
   public mutating func clearFeatureView() {self._featureView = nil}
 
-  /// It did not exist before.
+  /// True when no view of that name existed before.
   public var created: Bool = false
 
-  /// It existed and changed (false when applied unchanged).
+  /// True when an existing view was changed (its version was incremented);
+  /// false when it was applied unchanged or just created.
   public var changed: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -729,10 +788,11 @@ public nonisolated struct Platform_Featurestore_V1_ListFeatureViewsRequest: Send
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// 0 means 50; above 1000 means 1000; negative is INVALID_ARGUMENT.
+  /// Maximum views per page: 0 means 50, values above 1000 are treated as
+  /// 1000, negative values are INVALID_ARGUMENT.
   public var pageSize: Int32 = 0
 
-  /// From the previous page.
+  /// `next_page_token` of the previous page; empty for the first page.
   public var pageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -746,10 +806,10 @@ public nonisolated struct Platform_Featurestore_V1_ListFeatureViewsResponse: Sen
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// One page, by name.
+  /// One page of views, ordered by name.
   public var featureViews: [Platform_Featurestore_V1_FeatureView] = []
 
-  /// Empty exactly on the last page.
+  /// Token for the next page; empty exactly on the last page.
   public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -766,12 +826,16 @@ public nonisolated struct Platform_Featurestore_V1_DeleteFeatureViewRequest: Sen
   /// The view's name.
   public var name: String = String()
 
+  /// Idempotency key, as in ApplyFeatureViewRequest: a retry of a delete
+  /// that succeeded answers success again instead of NOT_FOUND.
+  public var requestID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// Response of DeleteFeatureView.
+/// Response of DeleteFeatureView; empty on success.
 public nonisolated struct Platform_Featurestore_V1_DeleteFeatureViewResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -788,7 +852,7 @@ public nonisolated struct Platform_Featurestore_V1_ApplyFeatureServiceRequest: S
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The feature service.
+  /// The desired definition; output-only fields are ignored.
   public var featureService: Platform_Featurestore_V1_FeatureService {
     get {_featureService ?? Platform_Featurestore_V1_FeatureService()}
     set {_featureService = newValue}
@@ -798,8 +862,38 @@ public nonisolated struct Platform_Featurestore_V1_ApplyFeatureServiceRequest: S
   /// Clears the value of `featureService`. Subsequent reads from it will return its default value.
   public mutating func clearFeatureService() {self._featureService = nil}
 
-  /// Idempotency key.
+  /// Idempotency key, as in ApplyFeatureViewRequest.
   public var requestID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _featureService: Platform_Featurestore_V1_FeatureService? = nil
+}
+
+/// Response of ApplyFeatureService.
+public nonisolated struct Platform_Featurestore_V1_ApplyFeatureServiceResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The feature service as stored, with its output-only fields.
+  public var featureService: Platform_Featurestore_V1_FeatureService {
+    get {_featureService ?? Platform_Featurestore_V1_FeatureService()}
+    set {_featureService = newValue}
+  }
+  /// Returns true if `featureService` has been explicitly set.
+  public var hasFeatureService: Bool {self._featureService != nil}
+  /// Clears the value of `featureService`. Subsequent reads from it will return its default value.
+  public mutating func clearFeatureService() {self._featureService = nil}
+
+  /// True when no feature service of that name existed before.
+  public var created: Bool = false
+
+  /// True when an existing feature service was changed (its version was
+  /// incremented); false when it was applied unchanged or just created.
+  public var changed: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -814,7 +908,7 @@ public nonisolated struct Platform_Featurestore_V1_GetFeatureServiceRequest: Sen
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Its name.
+  /// The feature service's name.
   public var name: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -828,10 +922,11 @@ public nonisolated struct Platform_Featurestore_V1_ListFeatureServicesRequest: S
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// As in ListFeatureViewsRequest.
+  /// Maximum feature services per page: 0 means 50, values above 1000 are
+  /// treated as 1000, negative values are INVALID_ARGUMENT.
   public var pageSize: Int32 = 0
 
-  /// From the previous page.
+  /// `next_page_token` of the previous page; empty for the first page.
   public var pageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -845,10 +940,10 @@ public nonisolated struct Platform_Featurestore_V1_ListFeatureServicesResponse: 
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// One page, by name.
+  /// One page of feature services, ordered by name.
   public var featureServices: [Platform_Featurestore_V1_FeatureService] = []
 
-  /// Empty exactly on the last page.
+  /// Token for the next page; empty exactly on the last page.
   public var nextPageToken: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -862,13 +957,15 @@ public nonisolated struct Platform_Featurestore_V1_WriteFeaturesRequest: Sendabl
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The view written.
+  /// Name of the feature view written to.
   public var featureView: String = String()
 
-  /// At most 10,000 rows.
+  /// The rows; 1 to 10,000. Rows for the same entity are applied in event
+  /// time order, whatever their order here.
   public var rows: [Platform_Featurestore_V1_FeatureRow] = []
 
-  /// Idempotency key.
+  /// Idempotency key, as in ApplyFeatureViewRequest: a retry with the same
+  /// key and request returns the first answer without writing again.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -876,19 +973,24 @@ public nonisolated struct Platform_Featurestore_V1_WriteFeaturesRequest: Sendabl
   public init() {}
 }
 
-/// The values of one entity at one event time.
+/// The values of one entity at one point in event time.
 public nonisolated struct Platform_Featurestore_V1_FeatureRow: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Join key to value, one entry per entity of the view.
+  /// Join key name to value: exactly the view's join keys, each a non-null
+  /// string_val or int64_val.
   public var entityKey: Dictionary<String,Platform_Featurestore_V1_Value> = [:]
 
-  /// Feature name to value; features left out become null.
+  /// Feature name to value. Every name must be a feature of the view and
+  /// every value of its type or null; features left out are stored as null,
+  /// since a row replaces the entity's previous row as a whole.
   public var values: Dictionary<String,Platform_Featurestore_V1_Value> = [:]
 
-  /// When the values were observed; required.
+  /// When the values were true in the source; required, and at most 5
+  /// minutes ahead of the server's clock. Decides which write wins and how
+  /// old a value is for the TTL.
   public var eventTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_eventTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_eventTime = newValue}
@@ -905,19 +1007,22 @@ public nonisolated struct Platform_Featurestore_V1_FeatureRow: Sendable {
   fileprivate var _eventTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-/// Response of WriteFeatures.
+/// Response of WriteFeatures. written + ignored_stale + the number of errors
+/// equals the number of rows sent.
 public nonisolated struct Platform_Featurestore_V1_WriteFeaturesResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Rows stored.
+  /// Rows stored: their event_time was later than or equal to the stored
+  /// row's (an equal time replaces it), or the entity had no row yet.
   public var written: Int32 = 0
 
-  /// Rows older than what is stored (the latest event time wins), ignored.
+  /// Valid rows not stored because the entity already has a row with a later
+  /// event_time (the latest event time wins). Not an error.
   public var ignoredStale: Int32 = 0
 
-  /// Rows rejected, with reasons.
+  /// The rejected rows, in row order, one entry per problem.
   public var errors: [Platform_Featurestore_V1_RowError] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -925,19 +1030,22 @@ public nonisolated struct Platform_Featurestore_V1_WriteFeaturesResponse: Sendab
   public init() {}
 }
 
-/// A rejected row.
+/// Why one row of a WriteFeaturesRequest was rejected. Nothing of that row
+/// was stored.
 public nonisolated struct Platform_Featurestore_V1_RowError: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Position in the request, from 0.
+  /// Position of the row in `rows`, from 0.
   public var rowIndex: Int32 = 0
 
-  /// Why.
+  /// Human-readable explanation, e.g. "expected VALUE_TYPE_DOUBLE, got
+  /// string_val".
   public var reason: String = String()
 
-  /// The offending field, e.g. "values.age" or "entity_key.user_id".
+  /// The offending field within the row, e.g. "values.age",
+  /// "entity_key.user_id" or "event_time".
   public var field: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -945,13 +1053,13 @@ public nonisolated struct Platform_Featurestore_V1_RowError: Sendable {
   public init() {}
 }
 
-/// A list of feature references.
+/// A list of feature references or column names.
 public nonisolated struct Platform_Featurestore_V1_FeatureList: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// References `view:feature`.
+  /// The entries, in order. In requests each is "view:feature".
   public var val: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -959,16 +1067,16 @@ public nonisolated struct Platform_Featurestore_V1_FeatureList: Sendable {
   public init() {}
 }
 
-/// Request for GetOnlineFeatures.
+/// Request for GetOnlineFeatures. Field numbers match Feast's.
 public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// What to fetch.
+  /// Which features to return; exactly one is required.
   public var kind: Platform_Featurestore_V1_GetOnlineFeaturesRequest.OneOf_Kind? = nil
 
-  /// A feature service's name.
+  /// Name of a feature service: its features, in projection order.
   public var featureService: String {
     get {
       if case .featureService(let v)? = kind {return v}
@@ -977,7 +1085,8 @@ public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesRequest: Sen
     set {kind = .featureService(newValue)}
   }
 
-  /// Feature references `view:feature`.
+  /// References "view:feature", in the order the columns should come back;
+  /// 1 to 1000, no duplicates.
   public var features: Platform_Featurestore_V1_FeatureList {
     get {
       if case .features(let v)? = kind {return v}
@@ -986,23 +1095,30 @@ public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesRequest: Sen
     set {kind = .features(newValue)}
   }
 
-  /// Column-oriented entities: join key to one value per entity row; every
-  /// column has the same length (at most 1000).
+  /// The entity rows, column-oriented: join key name to one value per row.
+  /// Every join key the requested views use must be present, no others; all
+  /// columns must have the same length, 1 to 1000 rows. Values are non-null
+  /// string_val or int64_val matching the key's type.
   public var entities: Dictionary<String,Platform_Featurestore_V1_RepeatedValue> = [:]
 
-  /// Name features `view__feature` instead of `feature` in the response.
+  /// Name feature columns "view__feature" instead of "feature". Needed when
+  /// two requested views have features of the same name.
   public var fullFeatureNames: Bool = false
 
-  /// Request-time values, passed through as extra columns.
+  /// Request-time data, accepted for Feast compatibility (Feast feeds it to
+  /// on-demand transformations, which this store does not have). Columns
+  /// must have the same length as `entities`; they are otherwise ignored and
+  /// not returned.
   public var requestContext: Dictionary<String,Platform_Featurestore_V1_RepeatedValue> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// What to fetch.
+  /// Which features to return; exactly one is required.
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
-    /// A feature service's name.
+    /// Name of a feature service: its features, in projection order.
     case featureService(String)
-    /// Feature references `view:feature`.
+    /// References "view:feature", in the order the columns should come back;
+    /// 1 to 1000, no duplicates.
     case features(Platform_Featurestore_V1_FeatureList)
 
   }
@@ -1010,13 +1126,14 @@ public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesRequest: Sen
   public init() {}
 }
 
-/// Response of GetOnlineFeatures, column-oriented like Feast's.
+/// Response of GetOnlineFeatures: a table with one column per join key and
+/// feature and one row per entity row, sent column by column as Feast does.
 public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Names of the result columns: join keys first, then features.
+  /// The column names, in the order of `results`.
   public var metadata: Platform_Featurestore_V1_GetOnlineFeaturesResponseMetadata {
     get {_metadata ?? Platform_Featurestore_V1_GetOnlineFeaturesResponseMetadata()}
     set {_metadata = newValue}
@@ -1026,24 +1143,30 @@ public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesResponse: Se
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
   public mutating func clearMetadata() {self._metadata = nil}
 
-  /// One vector per column, in metadata order; each has one entry per row.
+  /// One vector per column: the join keys first, sorted by name, then the
+  /// features in request (or projection) order.
   public var results: [Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// One column of the response.
+  /// One column of the response: a value, status and event time per entity
+  /// row, in request row order.
   public nonisolated struct FeatureVector: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
     // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
     // methods supported on all messages.
 
-    /// The values; unset where there is none.
+    /// The values. Join key columns echo the request. For a feature, the
+    /// value when the status is PRESENT, otherwise an empty Value (no case
+    /// set).
     public var values: [Platform_Featurestore_V1_Value] = []
 
     /// The status of each value.
     public var statuses: [Platform_Featurestore_V1_FieldStatus] = []
 
-    /// The event time of each value; unset where there is none.
+    /// The event time of the stored row each value comes from; set for
+    /// PRESENT, NULL_VALUE and OUTSIDE_MAX_AGE, an empty Timestamp (zero
+    /// seconds and nanos) for join key columns and NOT_FOUND.
     public var eventTimestamps: [SwiftProtobuf.Google_Protobuf_Timestamp] = []
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1056,13 +1179,14 @@ public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesResponse: Se
   fileprivate var _metadata: Platform_Featurestore_V1_GetOnlineFeaturesResponseMetadata? = nil
 }
 
-/// Metadata of a GetOnlineFeaturesResponse.
+/// Describes the columns of a GetOnlineFeaturesResponse.
 public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesResponseMetadata: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Column names.
+  /// Column names: join key names, then feature names ("feature", or
+  /// "view__feature" with full_feature_names).
   public var featureNames: Platform_Featurestore_V1_FeatureList {
     get {_featureNames ?? Platform_Featurestore_V1_FeatureList()}
     set {_featureNames = newValue}
@@ -1084,7 +1208,7 @@ public nonisolated struct Platform_Featurestore_V1_GetOnlineFeaturesResponseMeta
 fileprivate nonisolated let _protobuf_package = "platform.featurestore.v1"
 
 nonisolated extension Platform_Featurestore_V1_ValueType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0VALUE_TYPE_UNSPECIFIED\0\u{1}VALUE_TYPE_INT64\0\u{1}VALUE_TYPE_DOUBLE\0\u{1}VALUE_TYPE_FLOAT\0\u{1}VALUE_TYPE_STRING\0\u{1}VALUE_TYPE_BOOL\0\u{1}VALUE_TYPE_BYTES\0\u{1}VALUE_TYPE_UNIX_TIMESTAMP\0\u{1}VALUE_TYPE_INT64_LIST\0\u{1}VALUE_TYPE_DOUBLE_LIST\0\u{1}VALUE_TYPE_FLOAT_LIST\0\u{1}VALUE_TYPE_STRING_LIST\0\u{1}VALUE_TYPE_BOOL_LIST\0\u{1}VALUE_TYPE_BYTES_LIST\0\u{1}VALUE_TYPE_UNIX_TIMESTAMP_LIST\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0VALUE_TYPE_UNSPECIFIED\0\u{1}VALUE_TYPE_BYTES\0\u{1}VALUE_TYPE_STRING\0\u{2}\u{2}VALUE_TYPE_INT64\0\u{1}VALUE_TYPE_DOUBLE\0\u{1}VALUE_TYPE_FLOAT\0\u{1}VALUE_TYPE_BOOL\0\u{1}VALUE_TYPE_UNIX_TIMESTAMP\0\u{2}\u{3}VALUE_TYPE_BYTES_LIST\0\u{1}VALUE_TYPE_STRING_LIST\0\u{2}\u{2}VALUE_TYPE_INT64_LIST\0\u{1}VALUE_TYPE_DOUBLE_LIST\0\u{1}VALUE_TYPE_FLOAT_LIST\0\u{1}VALUE_TYPE_BOOL_LIST\0\u{1}VALUE_TYPE_UNIX_TIMESTAMP_LIST\0")
 }
 
 nonisolated extension Platform_Featurestore_V1_Null: SwiftProtobuf._ProtoNameProviding {
@@ -1097,7 +1221,7 @@ nonisolated extension Platform_Featurestore_V1_FieldStatus: SwiftProtobuf._Proto
 
 nonisolated extension Platform_Featurestore_V1_Value: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Value"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}int64_val\0\u{3}double_val\0\u{3}float_val\0\u{3}string_val\0\u{3}bool_val\0\u{3}bytes_val\0\u{3}unix_timestamp_val\0\u{3}int64_list_val\0\u{3}double_list_val\0\u{3}float_list_val\0\u{3}string_list_val\0\u{3}bool_list_val\0\u{3}bytes_list_val\0\u{3}unix_timestamp_list_val\0\u{3}null_val\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bytes_val\0\u{3}string_val\0\u{4}\u{2}int64_val\0\u{3}double_val\0\u{3}float_val\0\u{3}bool_val\0\u{3}unix_timestamp_val\0\u{4}\u{3}bytes_list_val\0\u{3}string_list_val\0\u{4}\u{2}int64_list_val\0\u{3}double_list_val\0\u{3}float_list_val\0\u{3}bool_list_val\0\u{3}unix_timestamp_list_val\0\u{3}null_val\0\u{c}\u{3}\u{1}\u{c}\u{d}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1106,46 +1230,6 @@ nonisolated extension Platform_Featurestore_V1_Value: SwiftProtobuf.Message, Swi
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try {
-        var v: Int64?
-        try decoder.decodeSingularInt64Field(value: &v)
-        if let v = v {
-          if self.val != nil {try decoder.handleConflictingOneOf()}
-          self.val = .int64Val(v)
-        }
-      }()
-      case 2: try {
-        var v: Double?
-        try decoder.decodeSingularDoubleField(value: &v)
-        if let v = v {
-          if self.val != nil {try decoder.handleConflictingOneOf()}
-          self.val = .doubleVal(v)
-        }
-      }()
-      case 3: try {
-        var v: Float?
-        try decoder.decodeSingularFloatField(value: &v)
-        if let v = v {
-          if self.val != nil {try decoder.handleConflictingOneOf()}
-          self.val = .floatVal(v)
-        }
-      }()
-      case 4: try {
-        var v: String?
-        try decoder.decodeSingularStringField(value: &v)
-        if let v = v {
-          if self.val != nil {try decoder.handleConflictingOneOf()}
-          self.val = .stringVal(v)
-        }
-      }()
-      case 5: try {
-        var v: Bool?
-        try decoder.decodeSingularBoolField(value: &v)
-        if let v = v {
-          if self.val != nil {try decoder.handleConflictingOneOf()}
-          self.val = .boolVal(v)
-        }
-      }()
-      case 6: try {
         var v: Data?
         try decoder.decodeSingularBytesField(value: &v)
         if let v = v {
@@ -1153,7 +1237,47 @@ nonisolated extension Platform_Featurestore_V1_Value: SwiftProtobuf.Message, Swi
           self.val = .bytesVal(v)
         }
       }()
+      case 2: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.val != nil {try decoder.handleConflictingOneOf()}
+          self.val = .stringVal(v)
+        }
+      }()
+      case 4: try {
+        var v: Int64?
+        try decoder.decodeSingularInt64Field(value: &v)
+        if let v = v {
+          if self.val != nil {try decoder.handleConflictingOneOf()}
+          self.val = .int64Val(v)
+        }
+      }()
+      case 5: try {
+        var v: Double?
+        try decoder.decodeSingularDoubleField(value: &v)
+        if let v = v {
+          if self.val != nil {try decoder.handleConflictingOneOf()}
+          self.val = .doubleVal(v)
+        }
+      }()
+      case 6: try {
+        var v: Float?
+        try decoder.decodeSingularFloatField(value: &v)
+        if let v = v {
+          if self.val != nil {try decoder.handleConflictingOneOf()}
+          self.val = .floatVal(v)
+        }
+      }()
       case 7: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.val != nil {try decoder.handleConflictingOneOf()}
+          self.val = .boolVal(v)
+        }
+      }()
+      case 8: try {
         var v: Int64?
         try decoder.decodeSingularInt64Field(value: &v)
         if let v = v {
@@ -1161,72 +1285,7 @@ nonisolated extension Platform_Featurestore_V1_Value: SwiftProtobuf.Message, Swi
           self.val = .unixTimestampVal(v)
         }
       }()
-      case 8: try {
-        var v: Platform_Featurestore_V1_Int64List?
-        var hadOneofValue = false
-        if let current = self.val {
-          hadOneofValue = true
-          if case .int64ListVal(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.val = .int64ListVal(v)
-        }
-      }()
-      case 9: try {
-        var v: Platform_Featurestore_V1_DoubleList?
-        var hadOneofValue = false
-        if let current = self.val {
-          hadOneofValue = true
-          if case .doubleListVal(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.val = .doubleListVal(v)
-        }
-      }()
-      case 10: try {
-        var v: Platform_Featurestore_V1_FloatList?
-        var hadOneofValue = false
-        if let current = self.val {
-          hadOneofValue = true
-          if case .floatListVal(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.val = .floatListVal(v)
-        }
-      }()
       case 11: try {
-        var v: Platform_Featurestore_V1_StringList?
-        var hadOneofValue = false
-        if let current = self.val {
-          hadOneofValue = true
-          if case .stringListVal(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.val = .stringListVal(v)
-        }
-      }()
-      case 12: try {
-        var v: Platform_Featurestore_V1_BoolList?
-        var hadOneofValue = false
-        if let current = self.val {
-          hadOneofValue = true
-          if case .boolListVal(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.val = .boolListVal(v)
-        }
-      }()
-      case 13: try {
         var v: Platform_Featurestore_V1_BytesList?
         var hadOneofValue = false
         if let current = self.val {
@@ -1239,7 +1298,72 @@ nonisolated extension Platform_Featurestore_V1_Value: SwiftProtobuf.Message, Swi
           self.val = .bytesListVal(v)
         }
       }()
+      case 12: try {
+        var v: Platform_Featurestore_V1_StringList?
+        var hadOneofValue = false
+        if let current = self.val {
+          hadOneofValue = true
+          if case .stringListVal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.val = .stringListVal(v)
+        }
+      }()
       case 14: try {
+        var v: Platform_Featurestore_V1_Int64List?
+        var hadOneofValue = false
+        if let current = self.val {
+          hadOneofValue = true
+          if case .int64ListVal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.val = .int64ListVal(v)
+        }
+      }()
+      case 15: try {
+        var v: Platform_Featurestore_V1_DoubleList?
+        var hadOneofValue = false
+        if let current = self.val {
+          hadOneofValue = true
+          if case .doubleListVal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.val = .doubleListVal(v)
+        }
+      }()
+      case 16: try {
+        var v: Platform_Featurestore_V1_FloatList?
+        var hadOneofValue = false
+        if let current = self.val {
+          hadOneofValue = true
+          if case .floatListVal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.val = .floatListVal(v)
+        }
+      }()
+      case 17: try {
+        var v: Platform_Featurestore_V1_BoolList?
+        var hadOneofValue = false
+        if let current = self.val {
+          hadOneofValue = true
+          if case .boolListVal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.val = .boolListVal(v)
+        }
+      }()
+      case 18: try {
         var v: Platform_Featurestore_V1_Int64List?
         var hadOneofValue = false
         if let current = self.val {
@@ -1252,7 +1376,7 @@ nonisolated extension Platform_Featurestore_V1_Value: SwiftProtobuf.Message, Swi
           self.val = .unixTimestampListVal(v)
         }
       }()
-      case 15: try {
+      case 19: try {
         var v: Platform_Featurestore_V1_Null?
         try decoder.decodeSingularEnumField(value: &v)
         if let v = v {
@@ -1271,65 +1395,65 @@ nonisolated extension Platform_Featurestore_V1_Value: SwiftProtobuf.Message, Swi
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
     // https://github.com/apple/swift-protobuf/issues/1182
     switch self.val {
-    case .int64Val?: try {
-      guard case .int64Val(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularInt64Field(value: v, fieldNumber: 1)
-    }()
-    case .doubleVal?: try {
-      guard case .doubleVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularDoubleField(value: v, fieldNumber: 2)
-    }()
-    case .floatVal?: try {
-      guard case .floatVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularFloatField(value: v, fieldNumber: 3)
+    case .bytesVal?: try {
+      guard case .bytesVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 1)
     }()
     case .stringVal?: try {
       guard case .stringVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    }()
+    case .int64Val?: try {
+      guard case .int64Val(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 4)
+    }()
+    case .doubleVal?: try {
+      guard case .doubleVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 5)
+    }()
+    case .floatVal?: try {
+      guard case .floatVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularFloatField(value: v, fieldNumber: 6)
     }()
     case .boolVal?: try {
       guard case .boolVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularBoolField(value: v, fieldNumber: 5)
-    }()
-    case .bytesVal?: try {
-      guard case .bytesVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularBytesField(value: v, fieldNumber: 6)
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 7)
     }()
     case .unixTimestampVal?: try {
       guard case .unixTimestampVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularInt64Field(value: v, fieldNumber: 7)
-    }()
-    case .int64ListVal?: try {
-      guard case .int64ListVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    }()
-    case .doubleListVal?: try {
-      guard case .doubleListVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
-    }()
-    case .floatListVal?: try {
-      guard case .floatListVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .stringListVal?: try {
-      guard case .stringListVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .boolListVal?: try {
-      guard case .boolListVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      try visitor.visitSingularInt64Field(value: v, fieldNumber: 8)
     }()
     case .bytesListVal?: try {
       guard case .bytesListVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .stringListVal?: try {
+      guard case .stringListVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .int64ListVal?: try {
+      guard case .int64ListVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .doubleListVal?: try {
+      guard case .doubleListVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .floatListVal?: try {
+      guard case .floatListVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .boolListVal?: try {
+      guard case .boolListVal(let v)? = self.val else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
     }()
     case .unixTimestampListVal?: try {
       guard case .unixTimestampListVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
     }()
     case .nullVal?: try {
       guard case .nullVal(let v)? = self.val else { preconditionFailure() }
-      try visitor.visitSingularEnumField(value: v, fieldNumber: 15)
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 19)
     }()
     case nil: break
     }
@@ -1548,6 +1672,51 @@ nonisolated extension Platform_Featurestore_V1_RepeatedValue: SwiftProtobuf.Mess
 
   public static func ==(lhs: Platform_Featurestore_V1_RepeatedValue, rhs: Platform_Featurestore_V1_RepeatedValue) -> Bool {
     if lhs.val != rhs.val {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Featurestore_V1_Entity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Entity"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}join_keys\0\u{3}join_key_type\0\u{1}description\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.joinKeys) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.joinKeyType) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.joinKeys.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.joinKeys, fieldNumber: 2)
+    }
+    if self.joinKeyType != .unspecified {
+      try visitor.visitSingularEnumField(value: self.joinKeyType, fieldNumber: 3)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Featurestore_V1_Entity, rhs: Platform_Featurestore_V1_Entity) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.joinKeys != rhs.joinKeys {return false}
+    if lhs.joinKeyType != rhs.joinKeyType {return false}
+    if lhs.description_p != rhs.description_p {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1947,7 +2116,7 @@ nonisolated extension Platform_Featurestore_V1_ListFeatureViewsResponse: SwiftPr
 
 nonisolated extension Platform_Featurestore_V1_DeleteFeatureViewRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeleteFeatureViewRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}request_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1956,6 +2125,7 @@ nonisolated extension Platform_Featurestore_V1_DeleteFeatureViewRequest: SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       default: break
       }
     }
@@ -1965,11 +2135,15 @@ nonisolated extension Platform_Featurestore_V1_DeleteFeatureViewRequest: SwiftPr
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Featurestore_V1_DeleteFeatureViewRequest, rhs: Platform_Featurestore_V1_DeleteFeatureViewRequest) -> Bool {
     if lhs.name != rhs.name {return false}
+    if lhs.requestID != rhs.requestID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2028,6 +2202,50 @@ nonisolated extension Platform_Featurestore_V1_ApplyFeatureServiceRequest: Swift
   public static func ==(lhs: Platform_Featurestore_V1_ApplyFeatureServiceRequest, rhs: Platform_Featurestore_V1_ApplyFeatureServiceRequest) -> Bool {
     if lhs._featureService != rhs._featureService {return false}
     if lhs.requestID != rhs.requestID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Featurestore_V1_ApplyFeatureServiceResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApplyFeatureServiceResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}feature_service\0\u{1}created\0\u{1}changed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._featureService) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.created) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.changed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._featureService {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.created != false {
+      try visitor.visitSingularBoolField(value: self.created, fieldNumber: 2)
+    }
+    if self.changed != false {
+      try visitor.visitSingularBoolField(value: self.changed, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Featurestore_V1_ApplyFeatureServiceResponse, rhs: Platform_Featurestore_V1_ApplyFeatureServiceResponse) -> Bool {
+    if lhs._featureService != rhs._featureService {return false}
+    if lhs.created != rhs.created {return false}
+    if lhs.changed != rhs.changed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

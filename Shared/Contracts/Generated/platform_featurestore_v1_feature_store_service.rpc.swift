@@ -26,49 +26,70 @@ public enum Platform_Featurestore_V1_FeatureStoreService {
     public static let fileDescriptors: [String] = [
         "Ch5nb29nbGUvcHJvdG9idWYvZHVyYXRpb24ucHJvdG8SD2dvb2dsZS5wcm90b2J1ZiI6CghEdXJhdGlvbhIYCgdzZWNvbmRzGAEgASgDUgdzZWNvbmRzEhQKBW5hbm9zGAIgASgFUgVuYW5vc0KDAQoTY29tLmdvb2dsZS5wcm90b2J1ZkINRHVyYXRpb25Qcm90b1ABWjFnb29nbGUuZ29sYW5nLm9yZy9wcm90b2J1Zi90eXBlcy9rbm93bi9kdXJhdGlvbnBi+AEBogIDR1BCqgIeR29vZ2xlLlByb3RvYnVmLldlbGxLbm93blR5cGVzYgZwcm90bzM=",
         "Ch9nb29nbGUvcHJvdG9idWYvdGltZXN0YW1wLnByb3RvEg9nb29nbGUucHJvdG9idWYiOwoJVGltZXN0YW1wEhgKB3NlY29uZHMYASABKANSB3NlY29uZHMSFAoFbmFub3MYAiABKAVSBW5hbm9zQoUBChNjb20uZ29vZ2xlLnByb3RvYnVmQg5UaW1lc3RhbXBQcm90b1ABWjJnb29nbGUuZ29sYW5nLm9yZy9wcm90b2J1Zi90eXBlcy9rbm93bi90aW1lc3RhbXBwYvgBAaICA0dQQqoCHkdvb2dsZS5Qcm90b2J1Zi5XZWxsS25vd25UeXBlc2IGcHJvdG8z",
-        "CjRwbGF0Zm9ybS9mZWF0dXJlc3RvcmUvdjEvZmVhdHVyZV9zdG9yZV9zZXJ2aWNlLnByb3RvEhhwbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEaHmdvb2dsZS9wcm90b2J1Zi9kdXJhdGlvbi5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90byLmBgoFVmFsdWUSHQoJaW50NjRfdmFsGAEgASgDSABSCGludDY0VmFsEh8KCmRvdWJsZV92YWwYAiABKAFIAFIJZG91YmxlVmFsEh0KCWZsb2F0X3ZhbBgDIAEoAkgAUghmbG9hdFZhbBIfCgpzdHJpbmdfdmFsGAQgASgJSABSCXN0cmluZ1ZhbBIbCghib29sX3ZhbBgFIAEoCEgAUgdib29sVmFsEh0KCWJ5dGVzX3ZhbBgGIAEoDEgAUghieXRlc1ZhbBIuChJ1bml4X3RpbWVzdGFtcF92YWwYByABKANIAFIQdW5peFRpbWVzdGFtcFZhbBJLCg5pbnQ2NF9saXN0X3ZhbBgIIAEoCzIjLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5JbnQ2NExpc3RIAFIMaW50NjRMaXN0VmFsEk4KD2RvdWJsZV9saXN0X3ZhbBgJIAEoCzIkLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5Eb3VibGVMaXN0SABSDWRvdWJsZUxpc3RWYWwSSwoOZmxvYXRfbGlzdF92YWwYCiABKAsyIy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmxvYXRMaXN0SABSDGZsb2F0TGlzdFZhbBJOCg9zdHJpbmdfbGlzdF92YWwYCyABKAsyJC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuU3RyaW5nTGlzdEgAUg1zdHJpbmdMaXN0VmFsEkgKDWJvb2xfbGlzdF92YWwYDCABKAsyIi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuQm9vbExpc3RIAFILYm9vbExpc3RWYWwSSwoOYnl0ZXNfbGlzdF92YWwYDSABKAsyIy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuQnl0ZXNMaXN0SABSDGJ5dGVzTGlzdFZhbBJcChd1bml4X3RpbWVzdGFtcF9saXN0X3ZhbBgOIAEoCzIjLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5JbnQ2NExpc3RIAFIUdW5peFRpbWVzdGFtcExpc3RWYWwSOwoIbnVsbF92YWwYDyABKA4yHi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuTnVsbEgAUgdudWxsVmFsQgUKA3ZhbCIdCglJbnQ2NExpc3QSEAoDdmFsGAEgAygDUgN2YWwiHgoKRG91YmxlTGlzdBIQCgN2YWwYASADKAFSA3ZhbCIdCglGbG9hdExpc3QSEAoDdmFsGAEgAygCUgN2YWwiHgoKU3RyaW5nTGlzdBIQCgN2YWwYASADKAlSA3ZhbCIcCghCb29sTGlzdBIQCgN2YWwYASADKAhSA3ZhbCIdCglCeXRlc0xpc3QSEAoDdmFsGAEgAygMUgN2YWwiQgoNUmVwZWF0ZWRWYWx1ZRIxCgN2YWwYASADKAsyHy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuVmFsdWVSA3ZhbCL6AQoHRmVhdHVyZRISCgRuYW1lGAEgASgJUgRuYW1lEjcKBHR5cGUYAiABKA4yIy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuVmFsdWVUeXBlUgR0eXBlEiAKC2Rlc2NyaXB0aW9uGAMgASgJUgtkZXNjcmlwdGlvbhJFCgZsYWJlbHMYBCADKAsyLS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZS5MYWJlbHNFbnRyeVIGbGFiZWxzGjkKC0xhYmVsc0VudHJ5EhAKA2tleRgBIAEoCVIDa2V5EhQKBXZhbHVlGAIgASgJUgV2YWx1ZToCOAEi8wMKC0ZlYXR1cmVWaWV3EhIKBG5hbWUYASABKAlSBG5hbWUSGgoIZW50aXRpZXMYAiADKAlSCGVudGl0aWVzEj0KCGZlYXR1cmVzGAMgAygLMiEucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVSCGZlYXR1cmVzEisKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvblIDdHRsEiAKC2Rlc2NyaXB0aW9uGAUgASgJUgtkZXNjcmlwdGlvbhIUCgVvd25lchgGIAEoCVIFb3duZXISQwoEdGFncxgHIAMoCzIvLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlVmlldy5UYWdzRW50cnlSBHRhZ3MSGAoHdmVyc2lvbhgIIAEoA1IHdmVyc2lvbhI7CgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCmNyZWF0ZVRpbWUSOwoLdXBkYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUgp1cGRhdGVUaW1lGjcKCVRhZ3NFbnRyeRIQCgNrZXkYASABKAlSA2tleRIUCgV2YWx1ZRgCIAEoCVIFdmFsdWU6AjgBImgKFUZlYXR1cmVWaWV3UHJvamVjdGlvbhIqChFmZWF0dXJlX3ZpZXdfbmFtZRgBIAEoCVIPZmVhdHVyZVZpZXdOYW1lEiMKDWZlYXR1cmVfbmFtZXMYAiADKAlSDGZlYXR1cmVOYW1lcyLJAQoORmVhdHVyZVNlcnZpY2USEgoEbmFtZRgBIAEoCVIEbmFtZRJRCgtwcm9qZWN0aW9ucxgCIAMoCzIvLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlVmlld1Byb2plY3Rpb25SC3Byb2plY3Rpb25zEiAKC2Rlc2NyaXB0aW9uGAMgASgJUgtkZXNjcmlwdGlvbhIUCgVvd25lchgEIAEoCVIFb3duZXISGAoHdmVyc2lvbhgFIAEoA1IHdmVyc2lvbiKCAQoXQXBwbHlGZWF0dXJlVmlld1JlcXVlc3QSSAoMZmVhdHVyZV92aWV3GAEgASgLMiUucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVWaWV3UgtmZWF0dXJlVmlldxIdCgpyZXF1ZXN0X2lkGAIgASgJUglyZXF1ZXN0SWQimAEKGEFwcGx5RmVhdHVyZVZpZXdSZXNwb25zZRJICgxmZWF0dXJlX3ZpZXcYASABKAsyJS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVZpZXdSC2ZlYXR1cmVWaWV3EhgKB2NyZWF0ZWQYAiABKAhSB2NyZWF0ZWQSGAoHY2hhbmdlZBgDIAEoCFIHY2hhbmdlZCIrChVHZXRGZWF0dXJlVmlld1JlcXVlc3QSEgoEbmFtZRgBIAEoCVIEbmFtZSJVChdMaXN0RmVhdHVyZVZpZXdzUmVxdWVzdBIbCglwYWdlX3NpemUYASABKAVSCHBhZ2VTaXplEh0KCnBhZ2VfdG9rZW4YAiABKAlSCXBhZ2VUb2tlbiKOAQoYTGlzdEZlYXR1cmVWaWV3c1Jlc3BvbnNlEkoKDWZlYXR1cmVfdmlld3MYASADKAsyJS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVZpZXdSDGZlYXR1cmVWaWV3cxImCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlSDW5leHRQYWdlVG9rZW4iLgoYRGVsZXRlRmVhdHVyZVZpZXdSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUiGwoZRGVsZXRlRmVhdHVyZVZpZXdSZXNwb25zZSKOAQoaQXBwbHlGZWF0dXJlU2VydmljZVJlcXVlc3QSUQoPZmVhdHVyZV9zZXJ2aWNlGAEgASgLMigucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVTZXJ2aWNlUg5mZWF0dXJlU2VydmljZRIdCgpyZXF1ZXN0X2lkGAIgASgJUglyZXF1ZXN0SWQiLgoYR2V0RmVhdHVyZVNlcnZpY2VSZXF1ZXN0EhIKBG5hbWUYASABKAlSBG5hbWUiWAoaTGlzdEZlYXR1cmVTZXJ2aWNlc1JlcXVlc3QSGwoJcGFnZV9zaXplGAEgASgFUghwYWdlU2l6ZRIdCgpwYWdlX3Rva2VuGAIgASgJUglwYWdlVG9rZW4imgEKG0xpc3RGZWF0dXJlU2VydmljZXNSZXNwb25zZRJTChBmZWF0dXJlX3NlcnZpY2VzGAEgAygLMigucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVTZXJ2aWNlUg9mZWF0dXJlU2VydmljZXMSJgoPbmV4dF9wYWdlX3Rva2VuGAIgASgJUg1uZXh0UGFnZVRva2VuIpIBChRXcml0ZUZlYXR1cmVzUmVxdWVzdBIhCgxmZWF0dXJlX3ZpZXcYASABKAlSC2ZlYXR1cmVWaWV3EjgKBHJvd3MYAiADKAsyJC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVJvd1IEcm93cxIdCgpyZXF1ZXN0X2lkGAMgASgJUglyZXF1ZXN0SWQioAMKCkZlYXR1cmVSb3cSUgoKZW50aXR5X2tleRgBIAMoCzIzLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlUm93LkVudGl0eUtleUVudHJ5UgllbnRpdHlLZXkSSAoGdmFsdWVzGAIgAygLMjAucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVSb3cuVmFsdWVzRW50cnlSBnZhbHVlcxI5CgpldmVudF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIJZXZlbnRUaW1lGl0KDkVudGl0eUtleUVudHJ5EhAKA2tleRgBIAEoCVIDa2V5EjUKBXZhbHVlGAIgASgLMh8ucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLlZhbHVlUgV2YWx1ZToCOAEaWgoLVmFsdWVzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSNQoFdmFsdWUYAiABKAsyHy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuVmFsdWVSBXZhbHVlOgI4ASKSAQoVV3JpdGVGZWF0dXJlc1Jlc3BvbnNlEhgKB3dyaXR0ZW4YASABKAVSB3dyaXR0ZW4SIwoNaWdub3JlZF9zdGFsZRgCIAEoBVIMaWdub3JlZFN0YWxlEjoKBmVycm9ycxgDIAMoCzIiLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5Sb3dFcnJvclIGZXJyb3JzIlUKCFJvd0Vycm9yEhsKCXJvd19pbmRleBgBIAEoBVIIcm93SW5kZXgSFgoGcmVhc29uGAIgASgJUgZyZWFzb24SFAoFZmllbGQYAyABKAlSBWZpZWxkIh8KC0ZlYXR1cmVMaXN0EhAKA3ZhbBgBIAMoCVIDdmFsIuEEChhHZXRPbmxpbmVGZWF0dXJlc1JlcXVlc3QSKQoPZmVhdHVyZV9zZXJ2aWNlGAEgASgJSABSDmZlYXR1cmVTZXJ2aWNlEkMKCGZlYXR1cmVzGAIgASgLMiUucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVMaXN0SABSCGZlYXR1cmVzElwKCGVudGl0aWVzGAMgAygLMkAucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkdldE9ubGluZUZlYXR1cmVzUmVxdWVzdC5FbnRpdGllc0VudHJ5UghlbnRpdGllcxIsChJmdWxsX2ZlYXR1cmVfbmFtZXMYBCABKAhSEGZ1bGxGZWF0dXJlTmFtZXMSbwoPcmVxdWVzdF9jb250ZXh0GAUgAygLMkYucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkdldE9ubGluZUZlYXR1cmVzUmVxdWVzdC5SZXF1ZXN0Q29udGV4dEVudHJ5Ug5yZXF1ZXN0Q29udGV4dBpkCg1FbnRpdGllc0VudHJ5EhAKA2tleRgBIAEoCVIDa2V5Ej0KBXZhbHVlGAIgASgLMicucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLlJlcGVhdGVkVmFsdWVSBXZhbHVlOgI4ARpqChNSZXF1ZXN0Q29udGV4dEVudHJ5EhAKA2tleRgBIAEoCVIDa2V5Ej0KBXZhbHVlGAIgASgLMicucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLlJlcGVhdGVkVmFsdWVSBXZhbHVlOgI4AUIGCgRraW5kIqYDChlHZXRPbmxpbmVGZWF0dXJlc1Jlc3BvbnNlElcKCG1ldGFkYXRhGAEgASgLMjsucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkdldE9ubGluZUZlYXR1cmVzUmVzcG9uc2VNZXRhZGF0YVIIbWV0YWRhdGESWwoHcmVzdWx0cxgCIAMoCzJBLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5HZXRPbmxpbmVGZWF0dXJlc1Jlc3BvbnNlLkZlYXR1cmVWZWN0b3JSB3Jlc3VsdHMa0gEKDUZlYXR1cmVWZWN0b3ISNwoGdmFsdWVzGAEgAygLMh8ucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLlZhbHVlUgZ2YWx1ZXMSQQoIc3RhdHVzZXMYAiADKA4yJS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmllbGRTdGF0dXNSCHN0YXR1c2VzEkUKEGV2ZW50X3RpbWVzdGFtcHMYAyADKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUg9ldmVudFRpbWVzdGFtcHMibwohR2V0T25saW5lRmVhdHVyZXNSZXNwb25zZU1ldGFkYXRhEkoKDWZlYXR1cmVfbmFtZXMYASABKAsyJS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZUxpc3RSDGZlYXR1cmVOYW1lcyqSAwoJVmFsdWVUeXBlEhoKFlZBTFVFX1RZUEVfVU5TUEVDSUZJRUQQABIUChBWQUxVRV9UWVBFX0lOVDY0EAESFQoRVkFMVUVfVFlQRV9ET1VCTEUQAhIUChBWQUxVRV9UWVBFX0ZMT0FUEAMSFQoRVkFMVUVfVFlQRV9TVFJJTkcQBBITCg9WQUxVRV9UWVBFX0JPT0wQBRIUChBWQUxVRV9UWVBFX0JZVEVTEAYSHQoZVkFMVUVfVFlQRV9VTklYX1RJTUVTVEFNUBAHEhkKFVZBTFVFX1RZUEVfSU5UNjRfTElTVBAIEhoKFlZBTFVFX1RZUEVfRE9VQkxFX0xJU1QQCRIZChVWQUxVRV9UWVBFX0ZMT0FUX0xJU1QQChIaChZWQUxVRV9UWVBFX1NUUklOR19MSVNUEAsSGAoUVkFMVUVfVFlQRV9CT09MX0xJU1QQDBIZChVWQUxVRV9UWVBFX0JZVEVTX0xJU1QQDRIiCh5WQUxVRV9UWVBFX1VOSVhfVElNRVNUQU1QX0xJU1QQDioQCgROdWxsEggKBE5VTEwQACpbCgtGaWVsZFN0YXR1cxILCgdJTlZBTElEEAASCwoHUFJFU0VOVBABEg4KCk5VTExfVkFMVUUQAhINCglOT1RfRk9VTkQQAxITCg9PVVRTSURFX01BWF9BR0UQBDLSCAoTRmVhdHVyZVN0b3JlU2VydmljZRJ5ChBBcHBseUZlYXR1cmVWaWV3EjEucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkFwcGx5RmVhdHVyZVZpZXdSZXF1ZXN0GjIucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkFwcGx5RmVhdHVyZVZpZXdSZXNwb25zZRJoCg5HZXRGZWF0dXJlVmlldxIvLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5HZXRGZWF0dXJlVmlld1JlcXVlc3QaJS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVZpZXcSeQoQTGlzdEZlYXR1cmVWaWV3cxIxLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5MaXN0RmVhdHVyZVZpZXdzUmVxdWVzdBoyLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5MaXN0RmVhdHVyZVZpZXdzUmVzcG9uc2USfAoRRGVsZXRlRmVhdHVyZVZpZXcSMi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRGVsZXRlRmVhdHVyZVZpZXdSZXF1ZXN0GjMucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkRlbGV0ZUZlYXR1cmVWaWV3UmVzcG9uc2USdQoTQXBwbHlGZWF0dXJlU2VydmljZRI0LnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5BcHBseUZlYXR1cmVTZXJ2aWNlUmVxdWVzdBooLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlU2VydmljZRJxChFHZXRGZWF0dXJlU2VydmljZRIyLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5HZXRGZWF0dXJlU2VydmljZVJlcXVlc3QaKC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVNlcnZpY2USggEKE0xpc3RGZWF0dXJlU2VydmljZXMSNC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuTGlzdEZlYXR1cmVTZXJ2aWNlc1JlcXVlc3QaNS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuTGlzdEZlYXR1cmVTZXJ2aWNlc1Jlc3BvbnNlEnAKDVdyaXRlRmVhdHVyZXMSLi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuV3JpdGVGZWF0dXJlc1JlcXVlc3QaLy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuV3JpdGVGZWF0dXJlc1Jlc3BvbnNlEnwKEUdldE9ubGluZUZlYXR1cmVzEjIucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkdldE9ubGluZUZlYXR1cmVzUmVxdWVzdBozLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5HZXRPbmxpbmVGZWF0dXJlc1Jlc3BvbnNlYgZwcm90bzM=",
+        "CjRwbGF0Zm9ybS9mZWF0dXJlc3RvcmUvdjEvZmVhdHVyZV9zdG9yZV9zZXJ2aWNlLnByb3RvEhhwbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEaHmdvb2dsZS9wcm90b2J1Zi9kdXJhdGlvbi5wcm90bxofZ29vZ2xlL3Byb3RvYnVmL3RpbWVzdGFtcC5wcm90byLyBgoFVmFsdWUSHQoJYnl0ZXNfdmFsGAEgASgMSABSCGJ5dGVzVmFsEh8KCnN0cmluZ192YWwYAiABKAlIAFIJc3RyaW5nVmFsEh0KCWludDY0X3ZhbBgEIAEoA0gAUghpbnQ2NFZhbBIfCgpkb3VibGVfdmFsGAUgASgBSABSCWRvdWJsZVZhbBIdCglmbG9hdF92YWwYBiABKAJIAFIIZmxvYXRWYWwSGwoIYm9vbF92YWwYByABKAhIAFIHYm9vbFZhbBIuChJ1bml4X3RpbWVzdGFtcF92YWwYCCABKANIAFIQdW5peFRpbWVzdGFtcFZhbBJLCg5ieXRlc19saXN0X3ZhbBgLIAEoCzIjLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5CeXRlc0xpc3RIAFIMYnl0ZXNMaXN0VmFsEk4KD3N0cmluZ19saXN0X3ZhbBgMIAEoCzIkLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5TdHJpbmdMaXN0SABSDXN0cmluZ0xpc3RWYWwSSwoOaW50NjRfbGlzdF92YWwYDiABKAsyIy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuSW50NjRMaXN0SABSDGludDY0TGlzdFZhbBJOCg9kb3VibGVfbGlzdF92YWwYDyABKAsyJC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRG91YmxlTGlzdEgAUg1kb3VibGVMaXN0VmFsEksKDmZsb2F0X2xpc3RfdmFsGBAgASgLMiMucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZsb2F0TGlzdEgAUgxmbG9hdExpc3RWYWwSSAoNYm9vbF9saXN0X3ZhbBgRIAEoCzIiLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5Cb29sTGlzdEgAUgtib29sTGlzdFZhbBJcChd1bml4X3RpbWVzdGFtcF9saXN0X3ZhbBgSIAEoCzIjLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5JbnQ2NExpc3RIAFIUdW5peFRpbWVzdGFtcExpc3RWYWwSOwoIbnVsbF92YWwYEyABKA4yHi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuTnVsbEgAUgdudWxsVmFsQgUKA3ZhbEoECAMQBEoECA0QDiIdCglJbnQ2NExpc3QSEAoDdmFsGAEgAygDUgN2YWwiHgoKRG91YmxlTGlzdBIQCgN2YWwYASADKAFSA3ZhbCIdCglGbG9hdExpc3QSEAoDdmFsGAEgAygCUgN2YWwiHgoKU3RyaW5nTGlzdBIQCgN2YWwYASADKAlSA3ZhbCIcCghCb29sTGlzdBIQCgN2YWwYASADKAhSA3ZhbCIdCglCeXRlc0xpc3QSEAoDdmFsGAEgAygMUgN2YWwiQgoNUmVwZWF0ZWRWYWx1ZRIxCgN2YWwYASADKAsyHy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuVmFsdWVSA3ZhbCKkAQoGRW50aXR5EhIKBG5hbWUYASABKAlSBG5hbWUSGwoJam9pbl9rZXlzGAIgAygJUghqb2luS2V5cxJHCg1qb2luX2tleV90eXBlGAMgASgOMiMucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLlZhbHVlVHlwZVILam9pbktleVR5cGUSIAoLZGVzY3JpcHRpb24YBCABKAlSC2Rlc2NyaXB0aW9uIvoBCgdGZWF0dXJlEhIKBG5hbWUYASABKAlSBG5hbWUSNwoEdHlwZRgCIAEoDjIjLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5WYWx1ZVR5cGVSBHR5cGUSIAoLZGVzY3JpcHRpb24YAyABKAlSC2Rlc2NyaXB0aW9uEkUKBmxhYmVscxgEIAMoCzItLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlLkxhYmVsc0VudHJ5UgZsYWJlbHMaOQoLTGFiZWxzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSFAoFdmFsdWUYAiABKAlSBXZhbHVlOgI4ASLzAwoLRmVhdHVyZVZpZXcSEgoEbmFtZRgBIAEoCVIEbmFtZRIaCghlbnRpdGllcxgCIAMoCVIIZW50aXRpZXMSPQoIZmVhdHVyZXMYAyADKAsyIS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVIIZmVhdHVyZXMSKwoDdHRsGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uUgN0dGwSIAoLZGVzY3JpcHRpb24YBSABKAlSC2Rlc2NyaXB0aW9uEhQKBW93bmVyGAYgASgJUgVvd25lchJDCgR0YWdzGAcgAygLMi8ucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVWaWV3LlRhZ3NFbnRyeVIEdGFncxIYCgd2ZXJzaW9uGAggASgDUgd2ZXJzaW9uEjsKC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcFIKY3JlYXRlVGltZRI7Cgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSCnVwZGF0ZVRpbWUaNwoJVGFnc0VudHJ5EhAKA2tleRgBIAEoCVIDa2V5EhQKBXZhbHVlGAIgASgJUgV2YWx1ZToCOAEiaAoVRmVhdHVyZVZpZXdQcm9qZWN0aW9uEioKEWZlYXR1cmVfdmlld19uYW1lGAEgASgJUg9mZWF0dXJlVmlld05hbWUSIwoNZmVhdHVyZV9uYW1lcxgCIAMoCVIMZmVhdHVyZU5hbWVzIskBCg5GZWF0dXJlU2VydmljZRISCgRuYW1lGAEgASgJUgRuYW1lElEKC3Byb2plY3Rpb25zGAIgAygLMi8ucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVWaWV3UHJvamVjdGlvblILcHJvamVjdGlvbnMSIAoLZGVzY3JpcHRpb24YAyABKAlSC2Rlc2NyaXB0aW9uEhQKBW93bmVyGAQgASgJUgVvd25lchIYCgd2ZXJzaW9uGAUgASgDUgd2ZXJzaW9uIoIBChdBcHBseUZlYXR1cmVWaWV3UmVxdWVzdBJICgxmZWF0dXJlX3ZpZXcYASABKAsyJS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVZpZXdSC2ZlYXR1cmVWaWV3Eh0KCnJlcXVlc3RfaWQYAiABKAlSCXJlcXVlc3RJZCKYAQoYQXBwbHlGZWF0dXJlVmlld1Jlc3BvbnNlEkgKDGZlYXR1cmVfdmlldxgBIAEoCzIlLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlVmlld1ILZmVhdHVyZVZpZXcSGAoHY3JlYXRlZBgCIAEoCFIHY3JlYXRlZBIYCgdjaGFuZ2VkGAMgASgIUgdjaGFuZ2VkIisKFUdldEZlYXR1cmVWaWV3UmVxdWVzdBISCgRuYW1lGAEgASgJUgRuYW1lIlUKF0xpc3RGZWF0dXJlVmlld3NSZXF1ZXN0EhsKCXBhZ2Vfc2l6ZRgBIAEoBVIIcGFnZVNpemUSHQoKcGFnZV90b2tlbhgCIAEoCVIJcGFnZVRva2VuIo4BChhMaXN0RmVhdHVyZVZpZXdzUmVzcG9uc2USSgoNZmVhdHVyZV92aWV3cxgBIAMoCzIlLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlVmlld1IMZmVhdHVyZVZpZXdzEiYKD25leHRfcGFnZV90b2tlbhgCIAEoCVINbmV4dFBhZ2VUb2tlbiJNChhEZWxldGVGZWF0dXJlVmlld1JlcXVlc3QSEgoEbmFtZRgBIAEoCVIEbmFtZRIdCgpyZXF1ZXN0X2lkGAIgASgJUglyZXF1ZXN0SWQiGwoZRGVsZXRlRmVhdHVyZVZpZXdSZXNwb25zZSKOAQoaQXBwbHlGZWF0dXJlU2VydmljZVJlcXVlc3QSUQoPZmVhdHVyZV9zZXJ2aWNlGAEgASgLMigucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVTZXJ2aWNlUg5mZWF0dXJlU2VydmljZRIdCgpyZXF1ZXN0X2lkGAIgASgJUglyZXF1ZXN0SWQipAEKG0FwcGx5RmVhdHVyZVNlcnZpY2VSZXNwb25zZRJRCg9mZWF0dXJlX3NlcnZpY2UYASABKAsyKC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVNlcnZpY2VSDmZlYXR1cmVTZXJ2aWNlEhgKB2NyZWF0ZWQYAiABKAhSB2NyZWF0ZWQSGAoHY2hhbmdlZBgDIAEoCFIHY2hhbmdlZCIuChhHZXRGZWF0dXJlU2VydmljZVJlcXVlc3QSEgoEbmFtZRgBIAEoCVIEbmFtZSJYChpMaXN0RmVhdHVyZVNlcnZpY2VzUmVxdWVzdBIbCglwYWdlX3NpemUYASABKAVSCHBhZ2VTaXplEh0KCnBhZ2VfdG9rZW4YAiABKAlSCXBhZ2VUb2tlbiKaAQobTGlzdEZlYXR1cmVTZXJ2aWNlc1Jlc3BvbnNlElMKEGZlYXR1cmVfc2VydmljZXMYASADKAsyKC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVNlcnZpY2VSD2ZlYXR1cmVTZXJ2aWNlcxImCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlSDW5leHRQYWdlVG9rZW4ikgEKFFdyaXRlRmVhdHVyZXNSZXF1ZXN0EiEKDGZlYXR1cmVfdmlldxgBIAEoCVILZmVhdHVyZVZpZXcSOAoEcm93cxgCIAMoCzIkLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlUm93UgRyb3dzEh0KCnJlcXVlc3RfaWQYAyABKAlSCXJlcXVlc3RJZCKgAwoKRmVhdHVyZVJvdxJSCgplbnRpdHlfa2V5GAEgAygLMjMucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVSb3cuRW50aXR5S2V5RW50cnlSCWVudGl0eUtleRJICgZ2YWx1ZXMYAiADKAsyMC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZVJvdy5WYWx1ZXNFbnRyeVIGdmFsdWVzEjkKCmV2ZW50X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wUglldmVudFRpbWUaXQoORW50aXR5S2V5RW50cnkSEAoDa2V5GAEgASgJUgNrZXkSNQoFdmFsdWUYAiABKAsyHy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuVmFsdWVSBXZhbHVlOgI4ARpaCgtWYWx1ZXNFbnRyeRIQCgNrZXkYASABKAlSA2tleRI1CgV2YWx1ZRgCIAEoCzIfLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5WYWx1ZVIFdmFsdWU6AjgBIpIBChVXcml0ZUZlYXR1cmVzUmVzcG9uc2USGAoHd3JpdHRlbhgBIAEoBVIHd3JpdHRlbhIjCg1pZ25vcmVkX3N0YWxlGAIgASgFUgxpZ25vcmVkU3RhbGUSOgoGZXJyb3JzGAMgAygLMiIucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLlJvd0Vycm9yUgZlcnJvcnMiVQoIUm93RXJyb3ISGwoJcm93X2luZGV4GAEgASgFUghyb3dJbmRleBIWCgZyZWFzb24YAiABKAlSBnJlYXNvbhIUCgVmaWVsZBgDIAEoCVIFZmllbGQiHwoLRmVhdHVyZUxpc3QSEAoDdmFsGAEgAygJUgN2YWwi4QQKGEdldE9ubGluZUZlYXR1cmVzUmVxdWVzdBIpCg9mZWF0dXJlX3NlcnZpY2UYASABKAlIAFIOZmVhdHVyZVNlcnZpY2USQwoIZmVhdHVyZXMYAiABKAsyJS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRmVhdHVyZUxpc3RIAFIIZmVhdHVyZXMSXAoIZW50aXRpZXMYAyADKAsyQC5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuR2V0T25saW5lRmVhdHVyZXNSZXF1ZXN0LkVudGl0aWVzRW50cnlSCGVudGl0aWVzEiwKEmZ1bGxfZmVhdHVyZV9uYW1lcxgEIAEoCFIQZnVsbEZlYXR1cmVOYW1lcxJvCg9yZXF1ZXN0X2NvbnRleHQYBSADKAsyRi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuR2V0T25saW5lRmVhdHVyZXNSZXF1ZXN0LlJlcXVlc3RDb250ZXh0RW50cnlSDnJlcXVlc3RDb250ZXh0GmQKDUVudGl0aWVzRW50cnkSEAoDa2V5GAEgASgJUgNrZXkSPQoFdmFsdWUYAiABKAsyJy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuUmVwZWF0ZWRWYWx1ZVIFdmFsdWU6AjgBGmoKE1JlcXVlc3RDb250ZXh0RW50cnkSEAoDa2V5GAEgASgJUgNrZXkSPQoFdmFsdWUYAiABKAsyJy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuUmVwZWF0ZWRWYWx1ZVIFdmFsdWU6AjgBQgYKBGtpbmQipgMKGUdldE9ubGluZUZlYXR1cmVzUmVzcG9uc2USVwoIbWV0YWRhdGEYASABKAsyOy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuR2V0T25saW5lRmVhdHVyZXNSZXNwb25zZU1ldGFkYXRhUghtZXRhZGF0YRJbCgdyZXN1bHRzGAIgAygLMkEucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkdldE9ubGluZUZlYXR1cmVzUmVzcG9uc2UuRmVhdHVyZVZlY3RvclIHcmVzdWx0cxrSAQoNRmVhdHVyZVZlY3RvchI3CgZ2YWx1ZXMYASADKAsyHy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuVmFsdWVSBnZhbHVlcxJBCghzdGF0dXNlcxgCIAMoDjIlLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GaWVsZFN0YXR1c1IIc3RhdHVzZXMSRQoQZXZlbnRfdGltZXN0YW1wcxgDIAMoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBSD2V2ZW50VGltZXN0YW1wcyJvCiFHZXRPbmxpbmVGZWF0dXJlc1Jlc3BvbnNlTWV0YWRhdGESSgoNZmVhdHVyZV9uYW1lcxgBIAEoCzIlLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlTGlzdFIMZmVhdHVyZU5hbWVzKp4DCglWYWx1ZVR5cGUSGgoWVkFMVUVfVFlQRV9VTlNQRUNJRklFRBAAEhQKEFZBTFVFX1RZUEVfQllURVMQARIVChFWQUxVRV9UWVBFX1NUUklORxACEhQKEFZBTFVFX1RZUEVfSU5UNjQQBBIVChFWQUxVRV9UWVBFX0RPVUJMRRAFEhQKEFZBTFVFX1RZUEVfRkxPQVQQBhITCg9WQUxVRV9UWVBFX0JPT0wQBxIdChlWQUxVRV9UWVBFX1VOSVhfVElNRVNUQU1QEAgSGQoVVkFMVUVfVFlQRV9CWVRFU19MSVNUEAsSGgoWVkFMVUVfVFlQRV9TVFJJTkdfTElTVBAMEhkKFVZBTFVFX1RZUEVfSU5UNjRfTElTVBAOEhoKFlZBTFVFX1RZUEVfRE9VQkxFX0xJU1QQDxIZChVWQUxVRV9UWVBFX0ZMT0FUX0xJU1QQEBIYChRWQUxVRV9UWVBFX0JPT0xfTElTVBAREiIKHlZBTFVFX1RZUEVfVU5JWF9USU1FU1RBTVBfTElTVBASIgQIAxADIgQIDRANKhAKBE51bGwSCAoETlVMTBAAKlsKC0ZpZWxkU3RhdHVzEgsKB0lOVkFMSUQQABILCgdQUkVTRU5UEAESDgoKTlVMTF9WQUxVRRACEg0KCU5PVF9GT1VORBADEhMKD09VVFNJREVfTUFYX0FHRRAEMuAIChNGZWF0dXJlU3RvcmVTZXJ2aWNlEnkKEEFwcGx5RmVhdHVyZVZpZXcSMS5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuQXBwbHlGZWF0dXJlVmlld1JlcXVlc3QaMi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuQXBwbHlGZWF0dXJlVmlld1Jlc3BvbnNlEmgKDkdldEZlYXR1cmVWaWV3Ei8ucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkdldEZlYXR1cmVWaWV3UmVxdWVzdBolLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5GZWF0dXJlVmlldxJ5ChBMaXN0RmVhdHVyZVZpZXdzEjEucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkxpc3RGZWF0dXJlVmlld3NSZXF1ZXN0GjIucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkxpc3RGZWF0dXJlVmlld3NSZXNwb25zZRJ8ChFEZWxldGVGZWF0dXJlVmlldxIyLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5EZWxldGVGZWF0dXJlVmlld1JlcXVlc3QaMy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuRGVsZXRlRmVhdHVyZVZpZXdSZXNwb25zZRKCAQoTQXBwbHlGZWF0dXJlU2VydmljZRI0LnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5BcHBseUZlYXR1cmVTZXJ2aWNlUmVxdWVzdBo1LnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5BcHBseUZlYXR1cmVTZXJ2aWNlUmVzcG9uc2UScQoRR2V0RmVhdHVyZVNlcnZpY2USMi5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuR2V0RmVhdHVyZVNlcnZpY2VSZXF1ZXN0GigucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkZlYXR1cmVTZXJ2aWNlEoIBChNMaXN0RmVhdHVyZVNlcnZpY2VzEjQucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkxpc3RGZWF0dXJlU2VydmljZXNSZXF1ZXN0GjUucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLkxpc3RGZWF0dXJlU2VydmljZXNSZXNwb25zZRJwCg1Xcml0ZUZlYXR1cmVzEi4ucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLldyaXRlRmVhdHVyZXNSZXF1ZXN0Gi8ucGxhdGZvcm0uZmVhdHVyZXN0b3JlLnYxLldyaXRlRmVhdHVyZXNSZXNwb25zZRJ8ChFHZXRPbmxpbmVGZWF0dXJlcxIyLnBsYXRmb3JtLmZlYXR1cmVzdG9yZS52MS5HZXRPbmxpbmVGZWF0dXJlc1JlcXVlc3QaMy5wbGF0Zm9ybS5mZWF0dXJlc3RvcmUudjEuR2V0T25saW5lRmVhdHVyZXNSZXNwb25zZWIGcHJvdG8z",
     ]
 }
 
-/// Features of one tenant (from `x-tenant-id`).
+/// Feature definitions and values of one tenant (the `x-tenant-id` metadata;
+/// every method answers UNAUTHENTICATED without it). Definitions are applied
+/// declaratively: Apply creates or updates by name, like `feast apply`.
 ///
 /// Implement this protocol to serve `platform.featurestore.v1.FeatureStoreService`, then pass the
 /// value to an `RPCServer`.
 public protocol Platform_Featurestore_V1_FeatureStoreServiceHandler: RPCService {
-    /// Creates or updates a feature view. FAILED_PRECONDITION when a feature's
-    /// type would change in place (add a new feature instead);
-    /// INVALID_ARGUMENT with a BadRequest for invalid fields.
+    /// Creates the feature view, or updates the one with the same name. Applying
+    /// an unchanged view is a no-op (created and changed both false, version
+    /// kept). INVALID_ARGUMENT with a BadRequest for invalid fields, or when
+    /// `request_id` was already used for a different request.
+    /// FAILED_PRECONDITION when the update would change a stored feature's type
+    /// or the view's entities (add a new feature or a new view instead), or
+    /// would remove a feature that a feature service projects.
     func applyFeatureView(request: Platform_Featurestore_V1_ApplyFeatureViewRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_ApplyFeatureViewResponse
 
-    /// One feature view. NOT_FOUND names it.
+    /// One feature view by name. NOT_FOUND for an unknown name;
+    /// INVALID_ARGUMENT for an empty one.
     func getFeatureView(request: Platform_Featurestore_V1_GetFeatureViewRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_FeatureView
 
-    /// Feature views page by page, by name.
+    /// Feature views ordered by name, page by page. INVALID_ARGUMENT for a
+    /// negative page_size or a malformed page_token.
     func listFeatureViews(request: Platform_Featurestore_V1_ListFeatureViewsRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_ListFeatureViewsResponse
 
-    /// Deletes a view and its stored values. FAILED_PRECONDITION while a
-    /// feature service uses it.
+    /// Deletes a feature view together with all its stored values.
+    /// NOT_FOUND for an unknown name; FAILED_PRECONDITION while a feature
+    /// service still projects the view (delete or re-apply the service first).
     func deleteFeatureView(request: Platform_Featurestore_V1_DeleteFeatureViewRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_DeleteFeatureViewResponse
 
-    /// Creates or updates a feature service. NOT_FOUND for an unknown view or
-    /// feature it names.
-    func applyFeatureService(request: Platform_Featurestore_V1_ApplyFeatureServiceRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_FeatureService
+    /// Creates the feature service, or updates the one with the same name.
+    /// INVALID_ARGUMENT with a BadRequest for invalid fields, or when
+    /// `request_id` was already used for a different request.
+    /// FAILED_PRECONDITION when a projection names a view or feature that does
+    /// not exist (apply the view first).
+    func applyFeatureService(request: Platform_Featurestore_V1_ApplyFeatureServiceRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_ApplyFeatureServiceResponse
 
-    /// One feature service. NOT_FOUND names it.
+    /// One feature service by name. NOT_FOUND for an unknown name;
+    /// INVALID_ARGUMENT for an empty one.
     func getFeatureService(request: Platform_Featurestore_V1_GetFeatureServiceRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_FeatureService
 
-    /// Feature services page by page, by name.
+    /// Feature services ordered by name, page by page. INVALID_ARGUMENT for a
+    /// negative page_size or a malformed page_token.
     func listFeatureServices(request: Platform_Featurestore_V1_ListFeatureServicesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_ListFeatureServicesResponse
 
-    /// Writes rows of one view. Per (view, entity) the row with the latest
-    /// event_time wins, so replays and reordered batches converge. Invalid rows
-    /// are rejected one by one with reasons; a row is all or nothing.
-    /// Acknowledged rows are durable. NOT_FOUND for an unknown view.
+    /// Writes rows of one feature view. For each entity the row with the latest
+    /// event_time wins, so replays and out-of-order batches converge to the same
+    /// state. A row is stored whole or not at all; invalid rows are rejected one
+    /// by one in `errors` and never fail the valid ones. Acknowledged rows are
+    /// durable. NOT_FOUND for an unknown view; INVALID_ARGUMENT for an empty
+    /// request, more than 10,000 rows, or a `request_id` already used for a
+    /// different request.
     func writeFeatures(request: Platform_Featurestore_V1_WriteFeaturesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_WriteFeaturesResponse
 
-    /// Features for up to 1000 entity rows, column-oriented as in Feast.
-    /// INVALID_ARGUMENT for malformed refs, mismatched column lengths or too
-    /// many rows; NOT_FOUND names an unknown view, feature or feature service.
+    /// Feature values for up to 1000 entity rows, column-oriented as in Feast.
+    /// A value that is missing, null or too old is reported through its status,
+    /// never as an error. INVALID_ARGUMENT for a malformed feature reference,
+    /// missing or unused join keys, join key values of the wrong type, columns
+    /// of different lengths, more than 1000 rows, or two features with the same
+    /// name when full_feature_names is false. NOT_FOUND for an unknown feature
+    /// service, view or feature.
     func getOnlineFeatures(request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse
 }
 
@@ -109,7 +130,9 @@ extension Platform_Featurestore_V1_FeatureStoreServiceHandler {
 }
 
 /// A client for `platform.featurestore.v1.FeatureStoreService`:
-///  Features of one tenant (from `x-tenant-id`).
+///  Feature definitions and values of one tenant (the `x-tenant-id` metadata;
+///  every method answers UNAUTHENTICATED without it). Definitions are applied
+///  declaratively: Apply creates or updates by name, like `feast apply`.
 public struct Platform_Featurestore_V1_FeatureStoreServiceClient: Sendable {
     public let channel: RPCChannel
 
@@ -117,56 +140,75 @@ public struct Platform_Featurestore_V1_FeatureStoreServiceClient: Sendable {
         self.channel = channel
     }
 
-    /// Creates or updates a feature view. FAILED_PRECONDITION when a feature's
-    /// type would change in place (add a new feature instead);
-    /// INVALID_ARGUMENT with a BadRequest for invalid fields.
+    /// Creates the feature view, or updates the one with the same name. Applying
+    /// an unchanged view is a no-op (created and changed both false, version
+    /// kept). INVALID_ARGUMENT with a BadRequest for invalid fields, or when
+    /// `request_id` was already used for a different request.
+    /// FAILED_PRECONDITION when the update would change a stored feature's type
+    /// or the view's entities (add a new feature or a new view instead), or
+    /// would remove a feature that a feature service projects.
     public func applyFeatureView(_ request: Platform_Featurestore_V1_ApplyFeatureViewRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_ApplyFeatureViewResponse {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.applyFeatureView, request: request, options: options).message
     }
 
-    /// One feature view. NOT_FOUND names it.
+    /// One feature view by name. NOT_FOUND for an unknown name;
+    /// INVALID_ARGUMENT for an empty one.
     public func getFeatureView(_ request: Platform_Featurestore_V1_GetFeatureViewRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_FeatureView {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.getFeatureView, request: request, options: options).message
     }
 
-    /// Feature views page by page, by name.
+    /// Feature views ordered by name, page by page. INVALID_ARGUMENT for a
+    /// negative page_size or a malformed page_token.
     public func listFeatureViews(_ request: Platform_Featurestore_V1_ListFeatureViewsRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_ListFeatureViewsResponse {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.listFeatureViews, request: request, options: options).message
     }
 
-    /// Deletes a view and its stored values. FAILED_PRECONDITION while a
-    /// feature service uses it.
+    /// Deletes a feature view together with all its stored values.
+    /// NOT_FOUND for an unknown name; FAILED_PRECONDITION while a feature
+    /// service still projects the view (delete or re-apply the service first).
     public func deleteFeatureView(_ request: Platform_Featurestore_V1_DeleteFeatureViewRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_DeleteFeatureViewResponse {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.deleteFeatureView, request: request, options: options).message
     }
 
-    /// Creates or updates a feature service. NOT_FOUND for an unknown view or
-    /// feature it names.
-    public func applyFeatureService(_ request: Platform_Featurestore_V1_ApplyFeatureServiceRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_FeatureService {
+    /// Creates the feature service, or updates the one with the same name.
+    /// INVALID_ARGUMENT with a BadRequest for invalid fields, or when
+    /// `request_id` was already used for a different request.
+    /// FAILED_PRECONDITION when a projection names a view or feature that does
+    /// not exist (apply the view first).
+    public func applyFeatureService(_ request: Platform_Featurestore_V1_ApplyFeatureServiceRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_ApplyFeatureServiceResponse {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.applyFeatureService, request: request, options: options).message
     }
 
-    /// One feature service. NOT_FOUND names it.
+    /// One feature service by name. NOT_FOUND for an unknown name;
+    /// INVALID_ARGUMENT for an empty one.
     public func getFeatureService(_ request: Platform_Featurestore_V1_GetFeatureServiceRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_FeatureService {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.getFeatureService, request: request, options: options).message
     }
 
-    /// Feature services page by page, by name.
+    /// Feature services ordered by name, page by page. INVALID_ARGUMENT for a
+    /// negative page_size or a malformed page_token.
     public func listFeatureServices(_ request: Platform_Featurestore_V1_ListFeatureServicesRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_ListFeatureServicesResponse {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.listFeatureServices, request: request, options: options).message
     }
 
-    /// Writes rows of one view. Per (view, entity) the row with the latest
-    /// event_time wins, so replays and reordered batches converge. Invalid rows
-    /// are rejected one by one with reasons; a row is all or nothing.
-    /// Acknowledged rows are durable. NOT_FOUND for an unknown view.
+    /// Writes rows of one feature view. For each entity the row with the latest
+    /// event_time wins, so replays and out-of-order batches converge to the same
+    /// state. A row is stored whole or not at all; invalid rows are rejected one
+    /// by one in `errors` and never fail the valid ones. Acknowledged rows are
+    /// durable. NOT_FOUND for an unknown view; INVALID_ARGUMENT for an empty
+    /// request, more than 10,000 rows, or a `request_id` already used for a
+    /// different request.
     public func writeFeatures(_ request: Platform_Featurestore_V1_WriteFeaturesRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_WriteFeaturesResponse {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.writeFeatures, request: request, options: options).message
     }
 
-    /// Features for up to 1000 entity rows, column-oriented as in Feast.
-    /// INVALID_ARGUMENT for malformed refs, mismatched column lengths or too
-    /// many rows; NOT_FOUND names an unknown view, feature or feature service.
+    /// Feature values for up to 1000 entity rows, column-oriented as in Feast.
+    /// A value that is missing, null or too old is reported through its status,
+    /// never as an error. INVALID_ARGUMENT for a malformed feature reference,
+    /// missing or unused join keys, join key values of the wrong type, columns
+    /// of different lengths, more than 1000 rows, or two features with the same
+    /// name when full_feature_names is false. NOT_FOUND for an unknown feature
+    /// service, view or feature.
     public func getOnlineFeatures(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, options: CallOptions = .defaults) async throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse {
         try await channel.unary(path: Platform_Featurestore_V1_FeatureStoreService.Method.getOnlineFeatures, request: request, options: options).message
     }

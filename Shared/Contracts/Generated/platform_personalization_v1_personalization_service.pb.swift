@@ -8,10 +8,13 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Recommendations: the product the platform exists for. Personalization
-/// orchestrates the other services (catalog for candidates, experimentation
-/// for the variation, feature store for features, inference for scores) and
-/// degrades gracefully when one of them fails.
+/// Personalized recommendations and ranking, the store-facing API of the ML
+/// platform. Personalization orchestrates the other services: the catalog for
+/// candidates and product data, experimentation for the user's variations,
+/// the feature store for features and inference for scores. When one of them
+/// fails it degrades instead of failing, and says so in the answer. See
+/// platform/common/v1/common.proto for the error, tenancy and idempotency
+/// conventions every method here follows.
 
 import SwiftProtobuf
 
@@ -31,20 +34,25 @@ public nonisolated struct Platform_Personalization_V1_RecommendRequest: Sendable
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The user to recommend for; required.
+  /// The user to recommend for; required, at most 256 characters. Also the
+  /// unit id ("id" attribute) for experiment assignment.
   public var userID: String = String()
 
-  /// How many products to return: 0 means 20, at most 500.
+  /// How many products to return: 0 means 20, at most 500. Fewer come back
+  /// when fewer candidates match.
   public var numResults: Int32 = 0
 
-  /// Where the recommendations will be shown, e.g. {"page": "home",
-  /// "device": "mobile"}; used for targeting experiments.
+  /// Where the products will be shown, e.g. {"page": "home", "device":
+  /// "mobile"}; at most 20 entries, keys at most 64 and values at most 256
+  /// characters. Passed to experiment targeting as unit attributes.
   public var context: Dictionary<String,String> = [:]
 
-  /// Only products in one of these categories; empty means any.
+  /// Only products having at least one of these catalog categories (exact
+  /// match, e.g. "home/kitchen"); at most 20. Empty means any category.
   public var categories: [String] = []
 
-  /// Only products in this price range.
+  /// Only products whose price lies in this inclusive range and has its
+  /// currency; unset bounds are open. Unset means any price.
   public var priceRange: Platform_Common_V1_PriceRange {
     get {_priceRange ?? Platform_Common_V1_PriceRange()}
     set {_priceRange = newValue}
@@ -54,10 +62,12 @@ public nonisolated struct Platform_Personalization_V1_RecommendRequest: Sendable
   /// Clears the value of `priceRange`. Subsequent reads from it will return its default value.
   public mutating func clearPriceRange() {self._priceRange = nil}
 
-  /// Products never to return (already in the cart, just bought...).
+  /// Products never to return, e.g. those in the cart; at most 1000.
   public var excludeIds: [String] = []
 
-  /// Idempotency key: the same key returns the same recommendation_id.
+  /// Idempotency key (or the `idempotency-key` metadata): a retry with the
+  /// same key and request returns the first answer, with the same
+  /// recommendation_id. Keys expire after 24 hours.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -73,10 +83,11 @@ public nonisolated struct Platform_Personalization_V1_RecommendResponse: Sendabl
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Products, best first.
+  /// Products that can be bought now (never out of stock or discontinued),
+  /// best first, at most num_results, without duplicates.
   public var items: [Platform_Personalization_V1_ScoredItem] = []
 
-  /// How the list was made.
+  /// How the list was produced.
   public var metadata: Platform_Personalization_V1_RankingMetadata {
     get {_metadata ?? Platform_Personalization_V1_RankingMetadata()}
     set {_metadata = newValue}
@@ -99,16 +110,17 @@ public nonisolated struct Platform_Personalization_V1_RankItemsRequest: Sendable
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The user to rank for; required.
+  /// The user to rank for; required, as in RecommendRequest.
   public var userID: String = String()
 
-  /// The products to rank, at most 500.
+  /// The products to order; at most 500. Repeated ids are ranked once. Empty
+  /// gives an empty answer.
   public var productIds: [String] = []
 
-  /// As in RecommendRequest.
+  /// Where the products will be shown, as in RecommendRequest.
   public var context: Dictionary<String,String> = [:]
 
-  /// As in RecommendRequest.
+  /// Idempotency key, as in RecommendRequest.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -122,10 +134,11 @@ public nonisolated struct Platform_Personalization_V1_RankItemsResponse: Sendabl
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The known products, best first.
+  /// The known products among those asked for, best first, regardless of
+  /// availability.
   public var items: [Platform_Personalization_V1_ScoredItem] = []
 
-  /// How the list was made.
+  /// How the order was produced.
   public var metadata: Platform_Personalization_V1_RankingMetadata {
     get {_metadata ?? Platform_Personalization_V1_RankingMetadata()}
     set {_metadata = newValue}
@@ -135,7 +148,8 @@ public nonisolated struct Platform_Personalization_V1_RankItemsResponse: Sendabl
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
   public mutating func clearMetadata() {self._metadata = nil}
 
-  /// Requested ids the catalog does not know, dropped from items.
+  /// Requested ids the catalog does not know, in request order; they are
+  /// left out of `items`. Empty when the catalog could not be asked.
   public var unknownProductIds: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -145,19 +159,21 @@ public nonisolated struct Platform_Personalization_V1_RankItemsResponse: Sendabl
   fileprivate var _metadata: Platform_Personalization_V1_RankingMetadata? = nil
 }
 
-/// One recommended product.
+/// One ranked product.
 public nonisolated struct Platform_Personalization_V1_ScoredItem: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The product.
+  /// The catalog product id.
   public var productID: String = String()
 
-  /// The model's score; higher is better, comparable within one response.
+  /// Ranking score; higher is better. Only comparable within one response:
+  /// the scale depends on the model, or on popularity when degraded.
   public var score: Double = 0
 
-  /// The product's most specific category, used for diversity.
+  /// The product's most specific catalog category, e.g. "home/kitchen";
+  /// empty when the catalog could not be asked.
   public var category: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -165,29 +181,32 @@ public nonisolated struct Platform_Personalization_V1_ScoredItem: Sendable {
   public init() {}
 }
 
-/// How a ranking was produced: what to log with the impression, and whether
-/// the answer is below its usual quality.
+/// How a ranking was produced, shared by Recommend and RankItems: what to log
+/// with impressions, and whether the answer is below its usual quality.
 public nonisolated struct Platform_Personalization_V1_RankingMetadata: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique id of this answer; send it with clicks and purchases.
+  /// Unique id of this answer; send it with the impressions, clicks and
+  /// purchases it leads to (TrackEvents attributes) to attribute them.
   public var recommendationID: String = String()
 
-  /// The model that scored the products, e.g. "ranker".
+  /// The model that scored the products, e.g. "ranker"; empty when the
+  /// popularity fallback ranked them.
   public var modelName: String = String()
 
-  /// The model version that answered, e.g. "2".
+  /// The version of that model that answered, e.g. "7"; empty with the
+  /// popularity fallback.
   public var modelVersion: String = String()
 
   /// Every experiment variation that shaped this answer.
   public var variations: [Platform_Personalization_V1_VariationInfo] = []
 
-  /// True when a dependency failed and a fallback was used.
+  /// True when at least one dependency failed and a fallback was used.
   public var degraded: Bool = false
 
-  /// Why, one entry per failed dependency.
+  /// One entry per failed dependency; empty exactly when degraded is false.
   public var degradationReasons: [Platform_Personalization_V1_DegradationReason] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -195,16 +214,16 @@ public nonisolated struct Platform_Personalization_V1_RankingMetadata: Sendable 
   public init() {}
 }
 
-/// An experiment variation the user is in.
+/// An experiment variation the user was in when the answer was made.
 public nonisolated struct Platform_Personalization_V1_VariationInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The experiment.
+  /// The experiment's key.
   public var experimentKey: String = String()
 
-  /// The variation assigned.
+  /// The key of the variation the user saw.
   public var variationKey: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -212,41 +231,46 @@ public nonisolated struct Platform_Personalization_V1_VariationInfo: Sendable {
   public init() {}
 }
 
-/// A dependency that failed, and what was done instead.
+/// A dependency that failed, and what was used in its place.
 public nonisolated struct Platform_Personalization_V1_DegradationReason: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The service that failed: "inference", "feature-store",
-  /// "experimentation" or "catalog".
+  /// The failed dependency: "inference", "feature-store", "experimentation"
+  /// or "catalog".
   public var dependency: String = String()
 
-  /// What went wrong, e.g. "DEADLINE_EXCEEDED after 40 ms" or "circuit open".
+  /// What went wrong, for humans, e.g. "DEADLINE_EXCEEDED after 40 ms" or
+  /// "circuit open".
   public var reason: String = String()
 
-  /// What was done instead.
+  /// What was used instead.
   public var fallback: Platform_Personalization_V1_DegradationReason.Fallback = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// What was used instead of the failed dependency.
+  /// The substitute used for a failed dependency.
   public nonisolated enum Fallback: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
 
-    /// Not used.
+    /// Not set; never sent.
     case unspecified // = 0
 
-    /// Ranked by popularity instead of the model.
+    /// Inference failed: products were ordered by recent popularity instead
+    /// of the model's scores.
     case popularityRanking // = 1
 
-    /// Ranked with default feature values.
+    /// The feature store failed: the model scored with default feature
+    /// values.
     case defaultFeatures // = 2
 
-    /// Used the control variation of every experiment.
+    /// Experimentation failed: the control variation of every experiment was
+    /// used (and no exposure was logged).
     case controlVariation // = 3
 
-    /// Answered from a cached list.
+    /// The catalog failed: a recently cached copy of its data (candidates or
+    /// product details) was used.
     case staleCache // = 4
     case UNRECOGNIZED(Int)
 

@@ -22,19 +22,30 @@ public enum Platform_Personalization_V1_PersonalizationService {
     ]
 }
 
-/// Ranked products for a user, within a deadline, for one tenant.
+/// Ranked products for one user of one tenant (the `x-tenant-id` metadata;
+/// every method answers UNAUTHENTICATED without it). Answers come within the
+/// caller's deadline: each dependency gets a share of it, and one that is too
+/// slow is treated as failed.
 ///
 /// Implement this protocol to serve `platform.personalization.v1.PersonalizationService`, then pass the
 /// value to an `RPCServer`.
 public protocol Platform_Personalization_V1_PersonalizationServiceHandler: RPCService {
-    /// The best products for a user, from the whole catalog or the categories
-    /// asked for. INVALID_ARGUMENT for an empty user_id or num_results outside
-    /// [0, 500]; UNAVAILABLE only when the catalog can give no candidate at all
-    /// (every other failing dependency degrades the answer instead).
+    /// The best products for a user from the catalog, optionally narrowed by
+    /// category and price. INVALID_ARGUMENT (with a BadRequest) for an empty
+    /// user_id, num_results outside [0, 500], more than 20 categories or 1000
+    /// exclude_ids, a price_range whose bounds differ in currency or are
+    /// inverted, or a `request_id` already used for a different request.
+    /// UNAVAILABLE with a RetryInfo delay only when no candidates can be had at
+    /// all (catalog down and no cached list); every other dependency failure
+    /// degrades the answer instead. DEADLINE_EXCEEDED when the caller's
+    /// deadline expires first.
     func recommend(request: Platform_Personalization_V1_RecommendRequest, context: ServerContext) async throws -> Platform_Personalization_V1_RecommendResponse
 
-    /// Re-ranks the given products for a user. INVALID_ARGUMENT for an empty
-    /// user_id or more than 500 products; unknown ids are dropped and listed.
+    /// Orders the given products for a user, best first. INVALID_ARGUMENT
+    /// (with a BadRequest) for an empty user_id, more than 500 product_ids, or
+    /// a `request_id` already used for a different request. Never fails for a
+    /// dependency: the answer degrades instead. DEADLINE_EXCEEDED when the
+    /// caller's deadline expires first.
     func rankItems(request: Platform_Personalization_V1_RankItemsRequest, context: ServerContext) async throws -> Platform_Personalization_V1_RankItemsResponse
 }
 
@@ -54,7 +65,10 @@ extension Platform_Personalization_V1_PersonalizationServiceHandler {
 }
 
 /// A client for `platform.personalization.v1.PersonalizationService`:
-///  Ranked products for a user, within a deadline, for one tenant.
+///  Ranked products for one user of one tenant (the `x-tenant-id` metadata;
+///  every method answers UNAUTHENTICATED without it). Answers come within the
+///  caller's deadline: each dependency gets a share of it, and one that is too
+///  slow is treated as failed.
 public struct Platform_Personalization_V1_PersonalizationServiceClient: Sendable {
     public let channel: RPCChannel
 
@@ -62,16 +76,24 @@ public struct Platform_Personalization_V1_PersonalizationServiceClient: Sendable
         self.channel = channel
     }
 
-    /// The best products for a user, from the whole catalog or the categories
-    /// asked for. INVALID_ARGUMENT for an empty user_id or num_results outside
-    /// [0, 500]; UNAVAILABLE only when the catalog can give no candidate at all
-    /// (every other failing dependency degrades the answer instead).
+    /// The best products for a user from the catalog, optionally narrowed by
+    /// category and price. INVALID_ARGUMENT (with a BadRequest) for an empty
+    /// user_id, num_results outside [0, 500], more than 20 categories or 1000
+    /// exclude_ids, a price_range whose bounds differ in currency or are
+    /// inverted, or a `request_id` already used for a different request.
+    /// UNAVAILABLE with a RetryInfo delay only when no candidates can be had at
+    /// all (catalog down and no cached list); every other dependency failure
+    /// degrades the answer instead. DEADLINE_EXCEEDED when the caller's
+    /// deadline expires first.
     public func recommend(_ request: Platform_Personalization_V1_RecommendRequest, options: CallOptions = .defaults) async throws -> Platform_Personalization_V1_RecommendResponse {
         try await channel.unary(path: Platform_Personalization_V1_PersonalizationService.Method.recommend, request: request, options: options).message
     }
 
-    /// Re-ranks the given products for a user. INVALID_ARGUMENT for an empty
-    /// user_id or more than 500 products; unknown ids are dropped and listed.
+    /// Orders the given products for a user, best first. INVALID_ARGUMENT
+    /// (with a BadRequest) for an empty user_id, more than 500 product_ids, or
+    /// a `request_id` already used for a different request. Never fails for a
+    /// dependency: the answer degrades instead. DEADLINE_EXCEEDED when the
+    /// caller's deadline expires first.
     public func rankItems(_ request: Platform_Personalization_V1_RankItemsRequest, options: CallOptions = .defaults) async throws -> Platform_Personalization_V1_RankItemsResponse {
         try await channel.unary(path: Platform_Personalization_V1_PersonalizationService.Method.rankItems, request: request, options: options).message
     }

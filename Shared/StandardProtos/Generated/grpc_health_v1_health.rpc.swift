@@ -30,7 +30,8 @@ public protocol Grpc_Health_V1_HealthHandler: RPCService {
     /// The current status of one service; NOT_FOUND for an unknown name.
     func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse
 
-    /// The status of every known service, in one answer.
+    /// The status of every known service, in one answer. RESOURCE_EXHAUSTED
+    /// when there are too many services to list at once.
     func list(request: Grpc_Health_V1_HealthListRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthListResponse
 
     /// The current status at once, then every change, until the caller leaves.
@@ -70,7 +71,8 @@ public struct Grpc_Health_V1_HealthClient: Sendable {
         try await channel.unary(path: Grpc_Health_V1_Health.Method.check, request: request, options: options).message
     }
 
-    /// The status of every known service, in one answer.
+    /// The status of every known service, in one answer. RESOURCE_EXHAUSTED
+    /// when there are too many services to list at once.
     public func list(_ request: Grpc_Health_V1_HealthListRequest, options: CallOptions = .defaults) async throws -> Grpc_Health_V1_HealthListResponse {
         try await channel.unary(path: Grpc_Health_V1_Health.Method.list, request: request, options: options).message
     }

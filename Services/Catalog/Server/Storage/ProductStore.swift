@@ -45,6 +45,9 @@ public protocol ProductStore: Sendable {
     /// Stores an idempotent answer for a write that did not go through `modify`.
     func saveIdempotentResponse(tenant: TenantID, key: IdempotencyKey, response: Data) async throws
 
+    /// Drops change-feed entries and idempotency keys past their retention.
+    func pruneExpired(now: Date) async throws
+
     /// Whether the store answers (health).
     func isAvailable() async -> Bool
 

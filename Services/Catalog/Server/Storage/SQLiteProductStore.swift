@@ -118,30 +118,20 @@ public final class SQLiteProductStore: ProductStore {
 
     public func list(tenant: TenantID, query: ProductQuery, after cursor: PageCursor?, limit: Int) async throws -> (products: [Product], total: Int) {
         try await pool.read { db in
-            var conditions = ["p.tenant = ?"]
-            var arguments: [any DatabaseValueConvertible] = [tenant.value]
-            Self.appendFilter(query.filter, tenant: tenant, to: &conditions, &arguments)
+            var (conditions, values) = ProductSQL.filterConditions(query.filter) { "?" }
+            conditions.insert("p.tenant = ?", at: 0)
+            values.insert(.text(tenant.value), at: 0)
             let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM products p WHERE \(conditions.joined(separator: " AND "))",
-                                         arguments: StatementArguments(arguments)) ?? 0
-            let column = Self.column(for: query.order.field)
-            let direction = query.order.descending ? "DESC" : "ASC"
+                                         arguments: Self.arguments(values)) ?? 0
             if let cursor {
-                let comparison = query.order.descending ? "<" : ">"
-                let value = try Self.sortValue(cursor.value, for: query.order.field)
-                if query.order.field == .productID {
-                    conditions.append("p.product_id \(comparison) ?")
-                    arguments.append(cursor.productID)
-                } else {
-                    conditions.append("(\(column) \(comparison) ? OR (\(column) = ? AND p.product_id \(comparison) ?))")
-                    arguments += [value, value, cursor.productID]
-                }
+                let keyset = ProductSQL.cursorCondition(cursor, order: query.order) { "?" }
+                conditions.append(keyset.condition)
+                values += keyset.values
             }
-            let orderClause = query.order.field == .productID
-                ? "p.product_id \(direction)" : "\(column) \(direction), p.product_id \(direction)"
-            arguments.append(limit)
+            values.append(.integer(Int64(limit)))
             let rows = try Row.fetchAll(
-                db, sql: "SELECT data FROM products p WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(orderClause) LIMIT ?",
-                arguments: StatementArguments(arguments))
+                db, sql: "SELECT data FROM products p WHERE \(conditions.joined(separator: " AND ")) ORDER BY \(ProductSQL.orderClause(query.order)) LIMIT ?",
+                arguments: Self.arguments(values))
             return (try rows.map { try Product(serializedBytes: $0["data"] as Data) }, total)
         }
     }
@@ -152,9 +142,9 @@ public final class SQLiteProductStore: ProductStore {
         guard !terms.isEmpty else { return [] }
         let match = terms.joined(separator: " ")
         return try await pool.read { db in
-            var conditions = ["p.tenant = ?"]
-            var arguments: [any DatabaseValueConvertible] = [match, tenant.value]
-            Self.appendFilter(filter, tenant: tenant, to: &conditions, &arguments)
+            var (conditions, values) = ProductSQL.filterConditions(filter) { "?" }
+            conditions.insert("p.tenant = ?", at: 0)
+            var arguments: [any DatabaseValueConvertible] = [match, tenant.value] + values.map(Self.databaseValue)
             var outer = ""
             if let cursor, let score = Double(cursor.value) {
                 // Lower bm25 is better; ties broken by product_id.
@@ -243,12 +233,12 @@ public final class SQLiteProductStore: ProductStore {
     /// Writes a product row, its categories, and its change-feed entry;
     /// sets the output-only fields on `product`.
     private static func save(_ product: inout Product, previous: Product?, tenant: TenantID, now: Date, db: Database) throws {
-        let version = (previous.flatMap { Int64($0.etag.dropFirst(2).dropLast()) } ?? 0) + 1
+        let version = (previous.map { ProductSQL.version(ofEtag: $0.etag) } ?? 0) + 1
         product.createTime = previous?.createTime ?? Google_Protobuf_Timestamp(date: now)
         product.updateTime = Google_Protobuf_Timestamp(date: now)
         product.etag = "\"v\(version)\""
         let data: Data = try product.serializedBytes()
-        let price = Double(product.price.units) + Double(product.price.nanos) / 1e9
+        let price = ProductSQL.price(of: product)
         try db.execute(sql: """
             INSERT INTO products (tenant, product_id, title, description, brand, currency, price, availability, create_time, update_time, version, data)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -356,62 +346,24 @@ public final class SQLiteProductStore: ProductStore {
     }
 
     private static func micros(_ timestamp: Google_Protobuf_Timestamp) -> Int64 {
-        timestamp.seconds * 1_000_000 + Int64(timestamp.nanos / 1000)
+        ProductSQL.micros(timestamp)
     }
 
-    private static func column(for field: ProductOrder.Field) -> String {
-        switch field {
-        case .productID: "p.product_id"
-        case .title: "p.title"
-        case .price: "p.price"
-        case .createTime: "p.create_time"
-        case .updateTime: "p.update_time"
+    private static func databaseValue(_ value: ProductSQL.Value) -> any DatabaseValueConvertible {
+        switch value {
+        case .text(let text): text
+        case .real(let real): real
+        case .integer(let integer): integer
         }
     }
 
-    /// The cursor's sort value, typed for the column; tokens are signed, so a
-    /// bad value means a bug, reported as INVALID_ARGUMENT all the same.
-    private static func sortValue(_ text: String, for field: ProductOrder.Field) throws -> any DatabaseValueConvertible {
-        switch field {
-        case .productID, .title: return text
-        case .price: return Double(text) ?? 0
-        case .createTime, .updateTime: return Int64(text) ?? 0
-        }
+    private static func arguments(_ values: [ProductSQL.Value]) -> StatementArguments {
+        StatementArguments(values.map(databaseValue))
     }
 
-    /// The sort key of a product for a cursor.
-    public static func sortKey(of product: Product, for field: ProductOrder.Field) -> String {
-        switch field {
-        case .productID: product.productID
-        case .title: product.title
-        case .price: String(Double(product.price.units) + Double(product.price.nanos) / 1e9)
-        case .createTime: String(micros(product.createTime))
-        case .updateTime: String(micros(product.updateTime))
-        }
-    }
 
-    private static func appendFilter(_ filter: ProductFilter, tenant: TenantID, to conditions: inout [String], _ arguments: inout [any DatabaseValueConvertible]) {
-        for category in filter.categories {
-            conditions.append("EXISTS (SELECT 1 FROM product_categories c WHERE c.tenant = p.tenant AND c.category = ? AND c.product_id = p.product_id)")
-            arguments.append(category)
-        }
-        for brand in filter.brands {
-            conditions.append("p.brand = ?")
-            arguments.append(brand)
-        }
-        if let currency = filter.currency {
-            conditions.append("p.currency = ?")
-            arguments.append(currency)
-        }
-        if let availability = filter.availability {
-            conditions.append("p.availability = ?")
-            arguments.append(availability.rawValue)
-        }
-        for (comparison, value) in filter.price {
-            conditions.append("p.price \(comparison.rawValue) ?")
-            arguments.append(value)
-        }
-    }
+
+
 }
 
 /// Fans a "something changed" tick out to every change-feed watcher.
