@@ -12,6 +12,7 @@ packages=(
   nghttp2-client          # h2load, for benchmarks
   python3-venv
   libsqlite3-dev          # embedded storage (GRDB)
+  postgresql              # PostgreSQL storage; tests start throwaway clusters
 )
 
 missing=()

@@ -31,4 +31,4 @@ venv=$(./scripts/python-env.sh)
 "$venv/bin/python" -m pytest -q -p no:cacheprovider Tests/Interop/python
 
 echo "== swift tests"
-swift test --skip-build
+scripts/with-test-postgres.sh swift test --skip-build

@@ -7,17 +7,33 @@ import StandardServices
 import SwiftProtobuf
 import Testing
 
-/// The catalog over real RPC on loopback, started from its `buildService`.
+/// Where the catalog under test stores products. Every test runs on both.
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+}
+
+/// The catalog over real RPC on loopback, started from its `buildService`,
+/// on SQLite or on a fresh PostgreSQL database.
 final class CatalogFixture: Sendable {
     let host: ServiceHost
     let channel: RPCChannel
     let client: Platform_Catalog_V1_CatalogServiceClient
     let dataDirectory: String
+    let databaseURL: String?
 
-    init(dataDirectory: String? = nil) async throws {
+    init(_ backend: Backend = .sqlite, dataDirectory: String? = nil, databaseURL: String? = nil) async throws {
         var configuration = ServiceConfiguration.forTesting(name: "catalog")
         if let dataDirectory { configuration.dataDirectory = dataDirectory }
+        if backend == .postgres {
+            if let databaseURL {
+                configuration.databaseURL = databaseURL
+            } else {
+                configuration.databaseURL = try await TestPostgres.createDatabase()
+            }
+        }
         self.dataDirectory = configuration.dataDirectory!
+        self.databaseURL = configuration.databaseURL
         host = try await CatalogServer.buildService(configuration: configuration)
         let port = try await host.start()
         channel = try RPCChannel(host: "127.0.0.1", port: port)
@@ -56,8 +72,8 @@ final class CatalogFixture: Sendable {
 }
 
 @Suite struct CatalogTests {
-    @Test func createGetUpdateDeleteWithEtags() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func createGetUpdateDeleteWithEtags(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         let created = try await catalog.create(CatalogFixture.product("p1"))
         #expect(created.etag.isEmpty == false)
         #expect(created.hasCreateTime)
@@ -95,8 +111,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func invalidProductsNameEveryBadField() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func invalidProductsNameEveryBadField(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         var bad = CatalogFixture.product("bad id!")
         bad.title = ""
         bad.price = .with { $0.currencyCode = "euro"; $0.units = 5; $0.nanos = -3 }
@@ -108,8 +124,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func missingTenantIsRejected() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func missingTenantIsRejected(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         let error = await #expect(throws: RPCError.self) {
             _ = try await catalog.client.getProduct(.with { $0.productID = "p1" })
         }
@@ -117,8 +133,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func tenantsNeverSeeEachOther() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func tenantsNeverSeeEachOther(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         try await catalog.create(CatalogFixture.product("shared-id", title: "Acme's"), tenant: "acme")
         try await catalog.create(CatalogFixture.product("shared-id", title: "Globex's"), tenant: "globex")
         let acme = try await catalog.client.getProduct(.with { $0.productID = "shared-id" }, options: CatalogFixture.options(tenant: "acme"))
@@ -130,8 +146,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func batchGetKeepsOrderAndListsMissing() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func batchGetKeepsOrderAndListsMissing(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         for id in ["a", "b", "c"] { try await catalog.create(CatalogFixture.product(id)) }
         let response = try await catalog.client.batchGetProducts(.with { $0.productIds = ["c", "x", "a", "y"] }, options: CatalogFixture.options())
         #expect(response.products.map(\.productID) == ["c", "a"])
@@ -143,8 +159,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func pagingCoversEveryProductOnceEvenWithConcurrentInserts() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func pagingCoversEveryProductOnceEvenWithConcurrentInserts(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         // Empty table: one empty page, no token.
         let empty = try await catalog.client.listProducts(.with { $0.pageSize = 10 }, options: CatalogFixture.options())
         #expect(empty.products.isEmpty && empty.nextPageToken.isEmpty)
@@ -169,8 +185,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func pageSizeAndTokenRules() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func pageSizeAndTokenRules(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         for i in 0..<3 { try await catalog.create(CatalogFixture.product("p\(i)")) }
         let negative = await #expect(throws: RPCError.self) {
             _ = try await catalog.client.listProducts(.with { $0.pageSize = -1 }, options: CatalogFixture.options())
@@ -193,8 +209,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func filtersAndSearch() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func filtersAndSearch(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         try await catalog.create(CatalogFixture.product("k1", title: "Steel Kettle", price: 30, category: "home/kitchen"))
         try await catalog.create(CatalogFixture.product("k2", title: "Glass Teapot", price: 15, category: "home/kitchen"))
         try await catalog.create(CatalogFixture.product("s1", title: "Running Shoes", price: 90, category: "sports"))
@@ -210,8 +226,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func idempotentRetriesReplayAndConflictingReuseIsRejected() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func idempotentRetriesReplayAndConflictingReuseIsRejected(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         let request = Platform_Catalog_V1_CreateProductRequest.with {
             $0.productID = "idem"
             $0.product = CatalogFixture.product("idem")
@@ -230,8 +246,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func concurrentUpdatersWithTheSameEtagOneWins() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func concurrentUpdatersWithTheSameEtagOneWins(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         let created = try await catalog.create(CatalogFixture.product("race"))
         let results = await withTaskGroup(of: Result<Product, any Error>.self) { group in
             for title in ["first", "second"] {
@@ -255,8 +271,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func importKeepsGoodRowsAndReportsBadOnes() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func importKeepsGoodRowsAndReportsBadOnes(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         try await catalog.create(CatalogFixture.product("existing"))
         let response = try await catalog.client.importProducts(options: CatalogFixture.options()) { requests in
             try await requests.write(.with { $0.products = [CatalogFixture.product("n1"), CatalogFixture.product("existing")] })
@@ -275,8 +291,8 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func watchResumesWithoutGapsOrDuplicates() async throws {
-        let catalog = try await CatalogFixture()
+    @Test(arguments: Backend.allCases) func watchResumesWithoutGapsOrDuplicates(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
         // A watcher from now sees the next changes in order.
         let stream = catalog.client.watchProducts(.init(), options: CatalogFixture.options())
         var iterator = stream.makeAsyncIterator()
@@ -302,13 +318,13 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
-    @Test func acknowledgedWritesSurviveARestart() async throws {
+    @Test(arguments: Backend.allCases) func acknowledgedWritesSurviveARestart(backend: Backend) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-restart-\(UUID().uuidString)").path
-        let first = try await CatalogFixture(dataDirectory: directory)
+        let first = try await CatalogFixture(backend, dataDirectory: directory)
         let created = try await first.create(CatalogFixture.product("durable"))
         let page = try await first.client.listProducts(.with { $0.pageSize = 1 }, options: CatalogFixture.options())
         await first.stop()
-        let second = try await CatalogFixture(dataDirectory: directory)
+        let second = try await CatalogFixture(backend, dataDirectory: directory, databaseURL: first.databaseURL)
         let fetched = try await second.client.getProduct(.with { $0.productID = "durable" }, options: CatalogFixture.options())
         #expect(fetched == created)
         // Page tokens stay valid across restarts (the signing key is kept).

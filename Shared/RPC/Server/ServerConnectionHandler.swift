@@ -332,7 +332,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             }
             return RPCStatus(.cancelled, "call cancelled")
         default:
-            logger.error("handler failed", metadata: ["rpc.method": "\(context.path)", "error": "\(error)"])
+            logger.error("handler failed", metadata: ["rpc.method": "\(context.path)", "error": "\(String(reflecting: error))"])
             return RPCStatus(.unknown, "the handler failed unexpectedly")
         }
     }

@@ -113,6 +113,16 @@ public final class PostgresProductStore: ProductStore {
         }
     }
 
+    /// postgres-nio wraps what a transaction's closure throws; callers need
+    /// the original (an RPCError or StoreError chooses the status).
+    private func inTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        } catch let error as PostgresTransactionError {
+            throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        }
+    }
+
     // MARK: Reads
 
     public func products(tenant: TenantID, ids: [String]) async throws -> [String: Product] {
@@ -129,9 +139,9 @@ public final class PostgresProductStore: ProductStore {
     public func list(tenant: TenantID, query: ProductQuery, after cursor: PageCursor?, limit: Int) async throws -> (products: [Product], total: Int) {
         var counter = Placeholders()
         var (conditions, values) = ProductSQL.filterConditions(query.filter) { counter.next() }
+        // Binds follow placeholder numbers: the filter's first, then the tenant.
         conditions.insert("p.tenant = \(counter.next())", at: 0)
-        values.insert(.text(tenant.value), at: 0)
-        // The count uses the same placeholders, which come first.
+        values.append(.text(tenant.value))
         var totalQuery = PostgresQuery(unsafeSQL: "SELECT COUNT(*) FROM products p WHERE \(conditions.joined(separator: " AND "))")
         totalQuery.binds = Self.bindings(values)
         var total = 0
@@ -163,7 +173,7 @@ public final class PostgresProductStore: ProductStore {
         var (conditions, values) = ProductSQL.filterConditions(filter) { counter.next() }
         values.insert(.text(terms.joined(separator: " & ")), at: 0)
         conditions.insert("p.tenant = \(counter.next())", at: 0)
-        values.insert(.text(tenant.value), at: 1)
+        values.append(.text(tenant.value))
         var outer = ""
         if let cursor, let score = Double(cursor.value) {
             // Scores are negated ts_rank so lower is better, as with bm25.
@@ -199,7 +209,7 @@ public final class PostgresProductStore: ProductStore {
         let now = Date()
         let logger = self.logger
         let retention = idempotencyRetention
-        let (outcome, wrote) = try await client.withTransaction(logger: logger) { connection -> (ModifyOutcome, Bool) in
+        let (outcome, wrote) = try await inTransaction { connection -> (ModifyOutcome, Bool) in
             if let idempotency {
                 // Serializes retries of the same key.
                 try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(tenant.value + "|" + idempotency.method + "|" + idempotency.key)))", logger: logger)
@@ -247,7 +257,7 @@ public final class PostgresProductStore: ProductStore {
         guard !products.isEmpty else { return [] }
         let now = Date()
         let logger = self.logger
-        let created = try await client.withTransaction(logger: logger) { connection -> [Bool] in
+        let created = try await inTransaction { connection -> [Bool] in
             var created: [Bool] = []
             for incoming in products {
                 var product = incoming
