@@ -72,7 +72,7 @@ public final class RPCChannel: Sendable {
     }
 
     public convenience init(host: String, port: Int, configuration: Configuration = .defaults) throws {
-        try self.init(target: host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)", configuration: configuration)
+        try self.init(target: host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)", configuration: configuration)
     }
 
     static func parseEndpoint(_ text: String) throws -> (host: String, port: Int) {

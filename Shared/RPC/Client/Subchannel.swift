@@ -35,7 +35,7 @@ final class Subchannel: Sendable {
         self.group = group
     }
 
-    var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    var authority: String { host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Whether a call could go out now without waiting.
     var isReady: Bool {
