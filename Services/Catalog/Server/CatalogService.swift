@@ -22,7 +22,8 @@ public func buildService(
     if let url = configuration.databaseURL {
         store = try await PostgresProductStore(url: url, logger: logger)
     } else {
-        store = try SQLiteProductStore(path: (directory as NSString).appendingPathComponent("catalog.sqlite"))
+        // This process is the file's only writer, so reads can be cached.
+        store = CachedProductStore(try SQLiteProductStore(path: (directory as NSString).appendingPathComponent("catalog.sqlite")))
     }
     let secret = try pageTokenSecret(directory: directory)
     let handler = CatalogHandler(store: store, pageTokenSecret: secret, logger: logger)

@@ -1,0 +1,110 @@
+import Foundation
+import ServiceKit
+import Synchronization
+
+/// An in-memory read-through cache of products by id in front of a store
+/// whose only writer is this process (embedded SQLite): every write goes
+/// through here, so entries are replaced or dropped exactly when the row
+/// changes. GetProduct and BatchGetProducts hit memory; lists, search and
+/// the change feed go to the store.
+public final class CachedProductStore: ProductStore {
+    private let base: any ProductStore
+    private let capacity: Int
+    private let state = Mutex(State())
+
+    private struct State {
+        var entries: [Key: Product] = [:]
+        /// Bumped by every write, so a read that raced a write does not
+        /// cache what it loaded before the write committed.
+        var generation: UInt64 = 0
+    }
+
+    private struct Key: Hashable {
+        let tenant: String
+        let productID: String
+    }
+
+    public init(_ base: any ProductStore, capacity: Int = 200_000) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    public func products(tenant: TenantID, ids: [String]) async throws -> [String: Product] {
+        var found: [String: Product] = [:]
+        var missing: [String] = []
+        let generation = state.withLock { state in
+            for id in ids {
+                if let product = state.entries[Key(tenant: tenant.value, productID: id)] { found[id] = product } else { missing.append(id) }
+            }
+            return state.generation
+        }
+        guard !missing.isEmpty else { return found }
+        let loaded = try await base.products(tenant: tenant, ids: missing)
+        store(loaded.values, tenant: tenant, loadedAt: generation)
+        return found.merging(loaded) { cached, _ in cached }
+    }
+
+    public func modify(tenant: TenantID, productID: String, idempotency: IdempotencyKey?,
+                       decide: @Sendable (Product?) throws -> ProductWrite) async throws -> ModifyOutcome {
+        // Drop first: a concurrent reader then reloads from the store instead
+        // of keeping a value this write replaces.
+        forget([productID], tenant: tenant)
+        let outcome = try await base.modify(tenant: tenant, productID: productID, idempotency: idempotency, decide: decide)
+        forget([productID], tenant: tenant)
+        return outcome
+    }
+
+    public func upsertAll(tenant: TenantID, products: [Product]) async throws -> [Bool] {
+        forget(products.map(\.productID), tenant: tenant)
+        let created = try await base.upsertAll(tenant: tenant, products: products)
+        forget(products.map(\.productID), tenant: tenant)
+        return created
+    }
+
+    private func store(_ products: some Sequence<Product>, tenant: TenantID, loadedAt generation: UInt64) {
+        state.withLock { state in
+            guard state.generation == generation else { return }
+            if state.entries.count >= capacity { state.entries.removeAll(keepingCapacity: true) }
+            for product in products { state.entries[Key(tenant: tenant.value, productID: product.productID)] = product }
+        }
+    }
+
+    private func forget(_ ids: [String], tenant: TenantID) {
+        state.withLock { state in
+            state.generation &+= 1
+            for id in ids { state.entries.removeValue(forKey: Key(tenant: tenant.value, productID: id)) }
+        }
+    }
+
+    // MARK: Passed through
+
+    public func list(tenant: TenantID, query: ProductQuery, after cursor: PageCursor?, limit: Int) async throws -> (products: [Product], total: Int) {
+        try await base.list(tenant: tenant, query: query, after: cursor, limit: limit)
+    }
+
+    public func search(tenant: TenantID, text: String, filter: ProductFilter, after cursor: PageCursor?, limit: Int) async throws -> [(product: Product, relevance: Double)] {
+        try await base.search(tenant: tenant, text: text, filter: filter, after: cursor, limit: limit)
+    }
+
+    public func changes(tenant: TenantID, after sequence: Int64, limit: Int) async throws -> [ProductChangeRecord] {
+        try await base.changes(tenant: tenant, after: sequence, limit: limit)
+    }
+
+    public func changeBounds(tenant: TenantID) async throws -> (oldest: Int64, newest: Int64) {
+        try await base.changeBounds(tenant: tenant)
+    }
+
+    public func changeNotifications() -> AsyncStream<Void> { base.changeNotifications() }
+
+    public func idempotentResponse(tenant: TenantID, key: IdempotencyKey) async throws -> IdempotencyLookup {
+        try await base.idempotentResponse(tenant: tenant, key: key)
+    }
+
+    public func saveIdempotentResponse(tenant: TenantID, key: IdempotencyKey, response: Data) async throws {
+        try await base.saveIdempotentResponse(tenant: tenant, key: key, response: response)
+    }
+
+    public func pruneExpired(now: Date) async throws { try await base.pruneExpired(now: now) }
+    public func isAvailable() async -> Bool { await base.isAvailable() }
+    public func close() async throws { try await base.close() }
+}
