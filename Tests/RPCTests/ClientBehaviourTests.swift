@@ -216,3 +216,38 @@ struct TenantInterceptor: ClientInterceptor {
         await server.shutdown()
     }
 }
+
+@Suite struct HedgingTests {
+    @Test func aHedgedAttemptAnswersWhenTheFirstIsSlow() async throws {
+        let server = RPCServer(configuration: .defaults, services: [ScriptedService(failures: 0)], logger: Logger(label: "test"))
+        let port = try await server.start().port!
+        var configuration = RPCChannel.Configuration.defaults
+        configuration.hedgingPolicies[ScriptedService.slowPath] = HedgingPolicy(maxAttempts: 2, hedgingDelay: .milliseconds(50))
+        let channel = try RPCChannel(host: "127.0.0.1", port: port, configuration: configuration)
+        // Both attempts carry the same request; the point is that the call
+        // returns with two attempts sent, and the loser is cancelled.
+        let start = ContinuousClock.now
+        let response: UnaryResponse<Google_Protobuf_Int64Value> = try await channel.unary(
+            path: ScriptedService.slowPath, request: Google_Protobuf_Int64Value(200))
+        #expect(response.message.value == 200)
+        #expect(ContinuousClock.now - start < .seconds(2))
+        try await waitUntil { server.callsInFlight == 0 }
+        await channel.close()
+        await server.shutdown()
+    }
+
+    @Test func nonFatalFailuresFallThroughToTheNextAttempt() async throws {
+        let service = ScriptedService(failures: 1)
+        let server = RPCServer(configuration: .defaults, services: [service], logger: Logger(label: "test"))
+        let port = try await server.start().port!
+        var configuration = RPCChannel.Configuration.defaults
+        configuration.hedgingPolicies["/test.Scripted/"] = HedgingPolicy(maxAttempts: 3, hedgingDelay: .milliseconds(10))
+        let channel = try RPCChannel(host: "127.0.0.1", port: port, configuration: configuration)
+        let response: UnaryResponse<Google_Protobuf_StringValue> = try await channel.unary(
+            path: ScriptedService.flakyPath, request: Google_Protobuf_StringValue("ok"))
+        #expect(response.message.value == "ok")
+        #expect(service.attempts.load(ordering: .relaxed) >= 2)
+        await channel.close()
+        await server.shutdown()
+    }
+}

@@ -48,6 +48,25 @@ public struct RetryPolicy: Sendable, Hashable {
     }
 }
 
+/// gRFC A6 hedging policy: send the same unary request again after
+/// `hedgingDelay` while earlier attempts are still outstanding, and take the
+/// first answer. For idempotent methods where tail latency matters.
+public struct HedgingPolicy: Sendable, Hashable {
+    /// Total attempts including the first (capped at 5).
+    public var maxAttempts: Int
+    /// Wait between sending attempts.
+    public var hedgingDelay: Duration
+    /// Statuses after which the other attempts carry on; any other status
+    /// ends the call at once.
+    public var nonFatalStatusCodes: Set<RPCStatus.Code>
+
+    public init(maxAttempts: Int = 2, hedgingDelay: Duration = .milliseconds(20), nonFatalStatusCodes: Set<RPCStatus.Code> = [.unavailable]) {
+        self.maxAttempts = min(max(maxAttempts, 1), 5)
+        self.hedgingDelay = hedgingDelay
+        self.nonFatalStatusCodes = nonFatalStatusCodes
+    }
+}
+
 /// The response of a unary call with its metadata.
 public struct UnaryResponse<Message: Sendable>: Sendable {
     public var message: Message

@@ -34,6 +34,9 @@ public final class RPCChannel: Sendable {
         public var retryTokenRatio: Double
         /// Per-stream receive window.
         public var initialStreamWindowSize: UInt32
+        /// Hedging policy per full method path or per service (`/pkg.Service/`);
+        /// unary calls only. A method with both uses hedging.
+        public var hedgingPolicies: [String: HedgingPolicy] = [:]
         /// Run before every call, in order.
         public var interceptors: [any ClientInterceptor] = []
 
@@ -147,6 +150,9 @@ public final class RPCChannel: Sendable {
 
     /// A unary call on serialized messages, with the channel's retry policy.
     public func unary(path: String, payload: ByteBuffer, options: CallOptions = .defaults) async throws -> UnaryResponse<ByteBuffer> {
+        if let hedging = hedgingPolicy(for: path), hedging.maxAttempts > 1 {
+            return try await hedgedUnary(path: path, payload: payload, options: options, policy: hedging)
+        }
         let policy = options.retryPolicy ?? retryPolicy(for: path)
         guard let policy, policy.maxAttempts > 1 else {
             let call = try await startCall(path: path, options: options, singleRequest: payload)
@@ -186,6 +192,73 @@ public final class RPCChannel: Sendable {
                 attempt += 1
             }
         }
+    }
+
+    private enum HedgeEvent: Sendable {
+        case answered(UnaryResponse<ByteBuffer>)
+        case failed(RPCError)
+        case delayElapsed
+    }
+
+    /// Sends attempts `hedgingDelay` apart until one answers; a fatal status
+    /// ends the call at once, non-fatal ones wait for the others.
+    private func hedgedUnary(path: String, payload: ByteBuffer, options: CallOptions, policy: HedgingPolicy) async throws -> UnaryResponse<ByteBuffer> {
+        var options = options
+        if let deadline = resolveDeadline(options) {
+            options.timeout = .nanoseconds(max(1, (deadline - .now()).nanoseconds))  // every attempt shares it
+        }
+        let attemptOptions = options
+        return try await withThrowingTaskGroup(of: HedgeEvent.self) { group in
+            var sent = 0
+            var outstanding = 0
+            var lastError = RPCError(.unavailable, "no attempt of \(path) was sent")
+            func send() {
+                sent += 1
+                outstanding += 1
+                group.addTask {
+                    do {
+                        let call = try await self.startCall(path: path, options: attemptOptions, singleRequest: payload)
+                        return .answered(try await call.unaryResponse())
+                    } catch let error as RPCError {
+                        return .failed(error)
+                    }
+                }
+                if sent < policy.maxAttempts {
+                    group.addTask {
+                        try await Task.sleep(for: policy.hedgingDelay)
+                        return .delayElapsed
+                    }
+                }
+            }
+            send()
+            while let event = try await group.next() {
+                switch event {
+                case .answered(let response):
+                    group.cancelAll()
+                    recordRetryOutcome(success: true)
+                    return response
+                case .failed(let error):
+                    outstanding -= 1
+                    lastError = error
+                    guard policy.nonFatalStatusCodes.contains(error.code) else {
+                        group.cancelAll()
+                        throw error
+                    }
+                    recordRetryOutcome(success: false)
+                    if outstanding == 0 && (sent == policy.maxAttempts || !retriesAllowed()) {
+                        group.cancelAll()
+                        throw error
+                    }
+                case .delayElapsed:
+                    if sent < policy.maxAttempts && retriesAllowed() { send() }
+                }
+            }
+            throw lastError
+        }
+    }
+
+    private func hedgingPolicy(for path: String) -> HedgingPolicy? {
+        configuration.hedgingPolicies[path] ?? configuration.hedgingPolicies["/" + RPCRouter.serviceName(of: path) + "/"]
     }
 
     private func retryPolicy(for path: String) -> RetryPolicy? {
