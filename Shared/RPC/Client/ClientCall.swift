@@ -160,13 +160,8 @@ final class ClientCall: @unchecked Sendable {
     }
 
     func readOutbound(into target: UnsafeMutableRawBufferPointer) -> DataReadResult {
-        let count = min(target.count, pendingOutbound.readableBytes)
+        let count = pendingOutbound.drain(into: target)
         if count > 0 {
-            pendingOutbound.withUnsafeReadableBytes { source in
-                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source.prefix(count)))
-            }
-            pendingOutbound.moveReaderIndex(forwardBy: count)
-            if pendingOutbound.readableBytes == 0 { pendingOutbound.clear() }
             if pendingOutbound.readableBytes < Self.writeHighWatermark / 4, let waiter = writerWaiter {
                 writerWaiter = nil
                 waiter.resume()

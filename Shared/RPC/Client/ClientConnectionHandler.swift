@@ -98,16 +98,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     func flush() {
         guard !isReading, let context, let session else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 1024)
-        do {
-            try session.send(into: &buffer)
-        } catch {
-            context.close(promise: nil)
-            return
-        }
-        if buffer.readableBytes > 0 {
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        }
+        session.flush(to: context)
     }
 
     func resumeData(streamID: Int32) { if streamID > 0 { session.resumeData(streamID: streamID) } }

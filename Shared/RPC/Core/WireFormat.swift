@@ -139,3 +139,18 @@ struct MessageDeframer {
         return message
     }
 }
+
+extension ByteBuffer {
+    /// Moves up to `target.count` readable bytes into `target` (a DATA frame
+    /// nghttp2 is building); returns how many.
+    mutating func drain(into target: UnsafeMutableRawBufferPointer) -> Int {
+        let count = Swift.min(target.count, readableBytes)
+        guard count > 0 else { return 0 }
+        withUnsafeReadableBytes { source in
+            target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source.prefix(count)))
+        }
+        moveReaderIndex(forwardBy: count)
+        if readableBytes == 0 { clear() }
+        return count
+    }
+}

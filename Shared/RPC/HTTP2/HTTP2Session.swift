@@ -119,6 +119,21 @@ final class HTTP2Session {
         }
     }
 
+    /// Serializes pending frames and writes them to the channel in one
+    /// write. Closes the channel when nghttp2 fails (protocol error).
+    func flush(to context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 4096)
+        do {
+            try send(into: &buffer)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        if buffer.readableBytes > 0 {
+            context.writeAndFlush(NIOAny(buffer), promise: nil)
+        }
+    }
+
     var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
     var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
 

@@ -260,13 +260,8 @@ final class ServerCall: @unchecked Sendable {
 
     /// nghttp2 asks for the next DATA frame's bytes.
     func readOutbound(into target: UnsafeMutableRawBufferPointer) -> DataReadResult {
-        let count = min(target.count, pendingOutbound.readableBytes)
+        let count = pendingOutbound.drain(into: target)
         if count > 0 {
-            pendingOutbound.withUnsafeReadableBytes { source in
-                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source.prefix(count)))
-            }
-            pendingOutbound.moveReaderIndex(forwardBy: count)
-            if pendingOutbound.readableBytes == 0 { pendingOutbound.clear() }
             if pendingOutbound.readableBytes < Self.writeLowWatermark, let waiter = writerWaiter {
                 writerWaiter = nil
                 waiter.resume()

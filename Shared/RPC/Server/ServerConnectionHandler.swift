@@ -90,16 +90,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     /// socket read produces one write.
     func flush() {
         guard !isReading, let context, let session else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 4096)
-        do {
-            try session.send(into: &buffer)
-        } catch {
-            context.close(promise: nil)
-            return
-        }
-        if buffer.readableBytes > 0 {
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        }
+        session.flush(to: context)
         if closeAfterFlush {
             context.close(promise: nil)
             return
