@@ -97,6 +97,12 @@ let package = Package(
             path: "Shared/ServiceKit",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "CatalogClient",
+            dependencies: ["MeridianRPC", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Services/Catalog/Client",
+            swiftSettings: swiftSettings
+        ),
     ] + services.flatMap(\.targets) + [
         // MARK: Interop with gRPC's own implementations (Tests/Interop)
         .target(
@@ -129,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlatformTests",
-            dependencies: ["ServiceKit", "Contracts", "StandardServices", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: ["ServiceKit", "Contracts", "StandardServices", "CatalogClient", .product(name: "PostgresNIO", package: "postgres-nio")]
                 + services.map { .target(name: $0.serverTarget) },
             path: "Tests/PlatformTests",
             swiftSettings: swiftSettings
@@ -144,6 +150,7 @@ struct ServiceModule {
     let folder: String
     var serverTarget: String { folder + "Server" }
     var mainTarget: String { folder + "Main" }
+    var mainDependencies: [Target.Dependency] = []
     var extraDependencies: [Target.Dependency] = []
 
     var targets: [Target] {
@@ -157,8 +164,8 @@ struct ServiceModule {
             ),
             .executableTarget(
                 name: mainTarget,
-                dependencies: [.target(name: serverTarget), "ServiceKit",
-                               .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                dependencies: [.target(name: serverTarget), "ServiceKit", "MeridianRPC",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser")] + mainDependencies,
                 path: "Services/\(folder)/Executable",
                 swiftSettings: swiftSettings
             ),
@@ -168,7 +175,7 @@ struct ServiceModule {
 
 var services: [ServiceModule] {
     [
-        ServiceModule(folder: "Catalog", extraDependencies: [
+        ServiceModule(folder: "Catalog", mainDependencies: ["CatalogClient"], extraDependencies: [
             "StandardServices",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
