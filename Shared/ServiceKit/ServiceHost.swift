@@ -19,10 +19,17 @@ public final class ServiceHost: Sendable {
     private let metricsExporter: (@Sendable () -> [UInt8])?
     private let admin = Mutex<AdminServer?>(nil)
     private let serving = Atomic<Bool>(false)
+    /// Whether the dependencies the readiness check looks at answer.
+    private let dependenciesReady = Atomic<Bool>(true)
+    private let readinessCheck: (@Sendable () async -> Bool)?
+    private let readinessTask = Mutex<Task<Void, Never>?>(nil)
     private let onShutdown: @Sendable () async -> Void
 
     /// - Parameters:
     ///   - services: the service's own RPC services.
+    ///   - readinessCheck: polled every few seconds once started; while it
+    ///     answers false (storage unreachable...) health says NOT_SERVING and
+    ///     /readyz 503, so load balancers route around this instance.
     ///   - onShutdown: runs after the server stopped (close storage, clients).
     public init(
         configuration: ServiceConfiguration,
@@ -30,11 +37,13 @@ public final class ServiceHost: Sendable {
         logger: Logger,
         interceptors: [any ServerInterceptor] = [],
         metricsExporter: (@Sendable () -> [UInt8])? = nil,
+        readinessCheck: (@Sendable () async -> Bool)? = nil,
         onShutdown: @escaping @Sendable () async -> Void = {}
     ) {
         self.configuration = configuration
         self.logger = logger
         self.metricsExporter = metricsExporter
+        self.readinessCheck = readinessCheck
         self.onShutdown = onShutdown
         let reflection = ReflectionService(services: services + [health])
         var rpc = configuration.rpc
@@ -60,14 +69,29 @@ public final class ServiceHost: Sendable {
         if let adminPort = configuration.adminPort {
             let adminServer = try await AdminServer.start(
                 host: configuration.host, port: adminPort,
-                ready: { [self] in self.serving.load(ordering: .relaxed) },
+                ready: { [self] in self.serving.load(ordering: .relaxed) && self.dependenciesReady.load(ordering: .relaxed) },
                 metrics: metricsExporter, logger: logger)
             admin.withLock { $0 = adminServer }
         }
         health.setAll(.serving)
         serving.store(true, ordering: .relaxed)
+        if let readinessCheck {
+            readinessTask.withLock { $0 = Task { [weak self] in await self?.watchReadiness(readinessCheck) } }
+        }
         logger.info("\(configuration.name) serving", metadata: ["port": "\(address.port ?? 0)"])
         return address.port ?? configuration.port
+    }
+
+    private func watchReadiness(_ check: @Sendable () async -> Bool) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            guard serving.load(ordering: .relaxed), !Task.isCancelled else { return }
+            let ready = await check()
+            if dependenciesReady.exchange(ready, ordering: .relaxed) != ready {
+                logger.log(level: ready ? .notice : .error, ready ? "dependencies answer again: serving" : "dependencies unavailable: not serving")
+                health.setAll(ready ? .serving : .notServing)
+            }
+        }
     }
 
     /// The bound gRPC port, once started.
@@ -80,6 +104,7 @@ public final class ServiceHost: Sendable {
     /// within the grace period, then releases the service's resources.
     public func shutdown() async {
         guard serving.exchange(false, ordering: .relaxed) else { return }
+        readinessTask.withLock { $0 }?.cancel()
         logger.info("\(configuration.name) shutting down")
         health.setAll(.notServing)
         health.endWatches()

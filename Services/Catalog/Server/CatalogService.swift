@@ -39,6 +39,7 @@ public func buildService(
     }
     return ServiceHost(
         configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
+        readinessCheck: { await store.isAvailable() },
         onShutdown: {
             pruning.cancel()
             try? await store.close()
