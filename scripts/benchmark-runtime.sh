@@ -38,26 +38,34 @@ port=7990
 taskset -c 0 "$bin/interop-server" --port $port > "$work/server.log" 2>&1 &
 for _ in $(seq 1 100); do grep -q listening "$work/server.log" && break; sleep 0.1; done
 
-measure() {  # url, clients, streams, extra h2load args...
+measure() {  # url, clients, streams, extra h2load args... -> "req/s p50 p99 failed" (median run by req/s)
   local url=$1 clients=$2 streams=$3; shift 3
   local results=()
   for _ in $(seq 1 "$runs"); do
-    out=$(taskset -c 1 h2load -D "$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 "$@" "$url" 2>&1)
+    out=$(taskset -c 1 h2load -D "$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 \
+      --log-file="$work/latency.tsv" "$@" "$url" 2>&1)
     rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
-    p50=$(echo "$out" | awk '/^time for request:/ {print $6}')
     errors=$(echo "$out" | awk '/^requests:/ {print $10+$12+$14}')
-    results+=("$rps $p50 $errors")
+    # Per-request latencies (third column, microseconds) give the percentiles.
+    percentiles=$(sort -n -k3,3 "$work/latency.tsv" | awk '{ v[NR] = $3 } END {
+      if (NR == 0) { print "- -"; exit }
+      printf "%dus %dus\n", v[int(NR * 0.50) + 1], v[int(NR * 0.99) + 1] }')
+    results+=("$rps $percentiles $errors")
   done
   printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
 }
 
+report() {  # name, shape, "req/s p50 p99 failed"
+  read -r rps p50 p99 errors <<<"$3"
+  printf '%-28s %-8s %12s %10s %10s %8s\n' "$1" "$2" "$rps" "$p50" "$p99" "$errors"
+}
+
 grpc_args=(-H "content-type: application/grpc" -H "te: trailers" -d "$work/request.bin")
 echo "# runtime benchmark: median of $runs x ${duration}s; server on core 0, h2load on core 1"
-printf '%-28s %-8s %12s %12s %8s\n' server load "req/s" "mean" failed
+printf '%-28s %-8s %12s %10s %10s %8s\n' server load "req/s" p50 p99 failed
 for shape in "1 1" "1 16" "4 16"; do
   set -- $shape
-  read -r rps mean errors <<<"$(measure "http://127.0.0.1:$port/grpc.testing.TestService/UnaryCall" "$1" "$2" "${grpc_args[@]}")"
-  printf '%-28s %-8s %12s %12s %8s\n' "meridian (interop-server)" "$1x$2" "$rps" "$mean" "$errors"
+  report "meridian (interop-server)" "$1x$2" "$(measure "http://127.0.0.1:$port/grpc.testing.TestService/UnaryCall" "$1" "$2" "${grpc_args[@]}")"
 done
 kill %1 2>/dev/null || true
 
@@ -81,13 +89,11 @@ done
 catalog_args=(-H "content-type: application/grpc" -H "te: trailers" -H "x-tenant-id: demo")
 for shape in "1 1" "1 16" "4 16"; do
   set -- $shape
-  read -r rps mean errors <<<"$(measure "http://127.0.0.1:7992/platform.catalog.v1.CatalogService/GetProduct" "$1" "$2" "${catalog_args[@]}" -d "$work/get.bin")"
-  printf '%-28s %-8s %12s %12s %8s\n' "catalog GetProduct" "$1x$2" "$rps" "$mean" "$errors"
+  report "catalog GetProduct" "$1x$2" "$(measure "http://127.0.0.1:7992/platform.catalog.v1.CatalogService/GetProduct" "$1" "$2" "${catalog_args[@]}" -d "$work/get.bin")"
 done
 for shape in "1 1" "4 16"; do
   set -- $shape
-  read -r rps mean errors <<<"$(measure "http://127.0.0.1:7992/platform.catalog.v1.CatalogService/BatchGetProducts" "$1" "$2" "${catalog_args[@]}" -d "$work/batch.bin")"
-  printf '%-28s %-8s %12s %12s %8s\n' "catalog BatchGet(100)" "$1x$2" "$rps" "$mean" "$errors"
+  report "catalog BatchGet(100)" "$1x$2" "$(measure "http://127.0.0.1:7992/platform.catalog.v1.CatalogService/BatchGetProducts" "$1" "$2" "${catalog_args[@]}" -d "$work/batch.bin")"
 done
 kill $catalog_pid 2>/dev/null || true
 
@@ -97,7 +103,6 @@ if command -v nghttpd >/dev/null; then
   sleep 0.5
   for shape in "1 1" "1 16" "4 16"; do
     set -- $shape
-    read -r rps mean errors <<<"$(measure "http://127.0.0.1:7991/file" "$1" "$2")"
-    printf '%-28s %-8s %12s %12s %8s\n' "nghttpd (ceiling)" "$1x$2" "$rps" "$mean" "$errors"
+    report "nghttpd (ceiling)" "$1x$2" "$(measure "http://127.0.0.1:7991/file" "$1" "$2")"
   done
 fi
