@@ -20,10 +20,12 @@ public func buildService(
     let directory = configuration.dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("meridian-catalog").path
     let store: any ProductStore
     if let url = configuration.databaseURL {
-        store = try await PostgresProductStore(url: url, logger: logger)
+        store = MeteredProductStore(try await PostgresProductStore(url: url, logger: logger), backend: "postgres")
     } else {
-        // This process is the file's only writer, so reads can be cached.
-        store = CachedProductStore(try SQLiteProductStore(path: (directory as NSString).appendingPathComponent("catalog.sqlite")))
+        // This process is the file's only writer, so reads can be cached; the
+        // meter sits under the cache so it counts what reaches the database.
+        let sqlite = try SQLiteProductStore(path: (directory as NSString).appendingPathComponent("catalog.sqlite"))
+        store = CachedProductStore(MeteredProductStore(sqlite, backend: "sqlite"))
     }
     let secret = try pageTokenSecret(directory: directory)
     let handler = CatalogHandler(store: store, pageTokenSecret: secret, logger: logger)
