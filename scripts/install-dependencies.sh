@@ -7,6 +7,7 @@ packages=(
   pkg-config
   libnghttp2-dev          # HTTP/2 engine of the RPC runtime
   protobuf-compiler       # protoc, for code generation
+  libprotobuf-dev         # google/protobuf/*.proto, the well-known types protoc imports
   libprotobuf-c-dev       # second protobuf implementation (benchmark and conformance tools)
   protobuf-c-compiler
   nghttp2-client          # h2load, for benchmarks
