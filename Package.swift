@@ -93,8 +93,21 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Shared/ServiceKit",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "StorageKit",
+            dependencies: [
+                "ServiceKit",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/StorageKit",
             swiftSettings: swiftSettings
         ),
         .target(
@@ -176,7 +189,7 @@ struct ServiceModule {
 var services: [ServiceModule] {
     [
         ServiceModule(folder: "Catalog", mainDependencies: ["CatalogClient"], extraDependencies: [
-            "StandardServices",
+            "StandardServices", "StorageKit",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -185,7 +198,13 @@ var services: [ServiceModule] {
         ]),
         ServiceModule(folder: "FeatureStore"),
         ServiceModule(folder: "Inference"),
-        ServiceModule(folder: "Experimentation"),
+        ServiceModule(folder: "Experimentation", extraDependencies: [
+            "StandardServices", "StorageKit",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         ServiceModule(folder: "Personalization"),
     ]
 }

@@ -1,5 +1,4 @@
 import Contracts
-import Crypto
 import Foundation
 import Logging
 import MeridianRPC
@@ -70,7 +69,7 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
             response.totalSize = Int32(clamping: total)
             if products.count > pageSize, let last = response.products.last {
                 response.nextPageToken = tokens.encode(
-                    PageCursor(value: ProductSQL.sortKey(of: last, for: query.order.field), productID: last.productID),
+                    PageCursor(value: ProductSQL.sortKey(of: last, for: query.order.field), id: last.productID),
                     requestFingerprint: fingerprint)
             }
         }
@@ -90,7 +89,7 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
             // bm25 is lower-is-better; relevance is reported higher-is-better.
             response.results = hits.prefix(pageSize).map { hit in .with { $0.product = hit.product; $0.relevance = -hit.relevance } }
             if hits.count > pageSize, let last = hits.prefix(pageSize).last {
-                response.nextPageToken = tokens.encode(PageCursor(value: String(last.relevance), productID: last.product.productID),
+                response.nextPageToken = tokens.encode(PageCursor(value: String(last.relevance), id: last.product.productID),
                                                        requestFingerprint: fingerprint)
             }
         }
@@ -106,7 +105,7 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
         }
         try check(violations)
         let id = request.productID
-        let key = try idempotencyKey(request.requestID, method: "CreateProduct", request: request, context: context)
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "CreateProduct", context: context)
         return try await modify(tenant: tenant, id: id, key: key) { current in
             if current != nil {
                 throw RPCError.rich(.alreadyExists, "product \(id) already exists", reason: "PRODUCT_EXISTS", metadata: ["product_id": id])
@@ -121,7 +120,7 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
         try check(ProductValidation.productIDViolations(id, field: "product.product_id"))
         let paths = request.updateMask.paths
         try check(UpdateMask.violations(paths))
-        let key = try idempotencyKey(request.requestID, method: "UpdateProduct", request: request, context: context)
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "UpdateProduct", context: context)
         return try await modify(tenant: tenant, id: id, key: key) { current in
             guard let current else {
                 guard request.allowMissing else { throw notFound(id) }
@@ -139,7 +138,7 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
         let tenant = try TenantID.from(context)
         try check(ProductValidation.productIDViolations(request.productID))
         let id = request.productID
-        let key = try idempotencyKey(request.requestID, method: "DeleteProduct", request: request, context: context)
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "DeleteProduct", context: context)
         _ = try await modify(tenant: tenant, id: id, key: key) { current in
             guard let current else {
                 if request.allowMissing { return .none(nil) }
@@ -261,23 +260,8 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
             case .replayed(let data): return try Product(serializedBytes: data)
             }
         } catch StoreError.idempotencyConflict {
-            throw RPCError.rich(.invalidArgument, "request_id \(key?.key ?? "") was already used with a different request",
-                                reason: "IDEMPOTENCY_KEY_REUSED", metadata: ["request_id": key?.key ?? ""])
+            throw key?.conflict ?? RPCError(.internal, "idempotency conflict without a key")
         }
-    }
-
-    /// The idempotency key of a mutation: the request_id field or the
-    /// `idempotency-key` metadata, with a hash of the request without it.
-    private func idempotencyKey<M: SwiftProtobuf.Message>(_ requestID: String, method: String, request: M, context: ServerContext) throws -> IdempotencyKey? {
-        let key = requestID.isEmpty ? (context.requestMetadata["idempotency-key"] ?? "") : requestID
-        guard !key.isEmpty else { return nil }
-        guard key.utf8.count <= 128 else {
-            throw RPCError.invalidArgument(violations: [FieldViolation("request_id", "must be at most 128 characters")])
-        }
-        var options = BinaryEncodingOptions()
-        options.useDeterministicOrdering = true
-        let bytes: Data = try request.serializedBytes(options: options)
-        return IdempotencyKey(method: method, key: key, requestHash: Data(SHA256.hash(data: bytes)))
     }
 
     private func checkEtag(_ etag: String, current: Product) throws {

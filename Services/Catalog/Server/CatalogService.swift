@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import MeridianRPC
@@ -27,7 +26,7 @@ public func buildService(
         let sqlite = try SQLiteProductStore(path: (directory as NSString).appendingPathComponent("catalog.sqlite"))
         store = CachedProductStore(MeteredProductStore(sqlite, backend: "sqlite"))
     }
-    let secret = try pageTokenSecret(directory: directory)
+    let secret = try pageTokenSecret(directory: directory, environmentVariable: "CATALOG_PAGE_TOKEN_SECRET")
     let handler = CatalogHandler(store: store, pageTokenSecret: secret, logger: logger)
     if configuration.seedDemoData {
         let seeded = try await DemoCatalog.seed(into: store, tenant: TenantID(DemoCatalog.tenant))
@@ -46,20 +45,4 @@ public func buildService(
             pruning.cancel()
             try? await store.close()
         })
-}
-
-/// A per-deployment secret for page tokens: from the environment, else a
-/// random one created once in the data directory.
-func pageTokenSecret(directory: String) throws -> Data {
-    if let configured = ProcessInfo.processInfo.environment["CATALOG_PAGE_TOKEN_SECRET"], !configured.isEmpty {
-        return Data(SHA256.hash(data: Data(configured.utf8)))
-    }
-    let path = (directory as NSString).appendingPathComponent("page-token.key")
-    if let existing = FileManager.default.contents(atPath: path), existing.count == 32 { return existing }
-    let secret = SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    guard FileManager.default.createFile(atPath: path, contents: secret, attributes: [.posixPermissions: 0o600]) else {
-        throw RPCError(.internal, "cannot write \(path)")
-    }
-    return secret
 }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import ServiceKit
+import StorageKit
 import SwiftProtobuf
 
 /// Products in PostgreSQL through postgres-nio's pooled `PostgresClient`,
@@ -12,8 +13,8 @@ import SwiftProtobuf
 /// a generated `tsvector` for search, the change-feed outbox and the
 /// idempotency keys, every table keyed by tenant.
 public final class PostgresProductStore: ProductStore {
-    private let client: PostgresClient
-    private let runner: Task<Void, Never>
+    private let database: PostgresStorage
+    private var client: PostgresClient { database.client }
     private let logger: Logger
     private let notifier = ChangeNotifier()
     let changeRetention: TimeInterval
@@ -21,32 +22,11 @@ public final class PostgresProductStore: ProductStore {
 
     /// - Parameter url: `postgres://user:password@host:port/database`.
     public init(url: String, logger: Logger, changeRetention: TimeInterval = 7 * 86_400, idempotencyRetention: TimeInterval = 86_400) async throws {
-        guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
-              let host = components.host, let user = components.user
-        else {
-            throw RPCErrorLike.invalidURL(url)
-        }
-        let database = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        var configuration = PostgresClient.Configuration(
-            host: host, port: components.port ?? 5432, username: user, password: components.password,
-            database: database.isEmpty ? nil : database, tls: .disable)
-        configuration.options.maximumConnections = 16
-        client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let client = self.client
-        runner = Task { await client.run() }
+        database = try PostgresStorage(url: url, logger: logger)
         self.logger = logger
         self.changeRetention = changeRetention
         self.idempotencyRetention = idempotencyRetention
-        try await migrate()
-    }
-
-    enum RPCErrorLike: Error, CustomStringConvertible {
-        case invalidURL(String)
-        var description: String {
-            switch self {
-            case .invalidURL(let url): "database URL \(url) is not postgres://user[:password]@host[:port]/database"
-            }
-        }
+        try await database.migrate(table: "catalog_schema_migrations", lockID: 7101, migrations: Self.migrations)
     }
 
     // MARK: Schema
@@ -95,33 +75,6 @@ public final class PostgresProductStore: ProductStore {
             """,
         ]),
     ]
-
-    private func migrate() async throws {
-        try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(7101)", logger: logger)
-            try await connection.query("CREATE TABLE IF NOT EXISTS catalog_schema_migrations (version INTEGER PRIMARY KEY)", logger: logger)
-            var applied = Set<Int>()
-            for try await version in try await connection.query("SELECT version FROM catalog_schema_migrations", logger: logger).decode(Int.self) {
-                applied.insert(version)
-            }
-            for migration in Self.migrations where !applied.contains(migration.version) {
-                for statement in migration.sql {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                }
-                try await connection.query("INSERT INTO catalog_schema_migrations (version) VALUES (\(migration.version))", logger: logger)
-            }
-        }
-    }
-
-    /// postgres-nio wraps what a transaction's closure throws; callers need
-    /// the original (an RPCError or StoreError chooses the status).
-    private func inTransaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-        } catch let error as PostgresTransactionError {
-            throw error.closureError ?? error.beginError ?? error.commitError ?? error
-        }
-    }
 
     // MARK: Reads
 
@@ -179,7 +132,7 @@ public final class PostgresProductStore: ProductStore {
             // Scores are negated ts_rank so lower is better, as with bm25.
             let (a, b, c) = (counter.next(), counter.next(), counter.next())
             outer = "WHERE score > \(a) OR (score = \(b) AND product_id > \(c))"
-            values += [.real(score), .real(score), .text(cursor.productID)]
+            values += [.real(score), .real(score), .text(cursor.id)]
         }
         let limitPlaceholder = counter.next()
         values.append(.integer(Int64(limit)))
@@ -209,11 +162,11 @@ public final class PostgresProductStore: ProductStore {
         let now = Date()
         let logger = self.logger
         let retention = idempotencyRetention
-        let (outcome, wrote) = try await inTransaction { connection -> (ModifyOutcome, Bool) in
+        let (outcome, wrote) = try await database.inTransaction { connection -> (ModifyOutcome, Bool) in
             if let idempotency {
                 // Serializes retries of the same key.
                 try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(tenant.value + "|" + idempotency.method + "|" + idempotency.key)))", logger: logger)
-                switch try await Self.lookup(connection, tenant: tenant, key: idempotency, retention: retention, now: now, logger: logger) {
+                switch try await PostgresStorage.idempotencyLookup(connection, tenant: tenant, key: idempotency, retention: retention, now: now, logger: logger) {
                 case .replay(let data): return (.replayed(data), false)
                 case .conflict: throw StoreError.idempotencyConflict
                 case .unused: break
@@ -245,7 +198,7 @@ public final class PostgresProductStore: ProductStore {
             }
             if let idempotency {
                 let response: Data = try result?.serializedBytes() ?? Data()
-                try await Self.storeIdempotent(connection, tenant: tenant, key: idempotency, response: response, now: now, logger: logger)
+                try await PostgresStorage.storeIdempotent(connection, tenant: tenant, key: idempotency, response: response, now: now, logger: logger)
             }
             return (.applied(result), wrote)
         }
@@ -257,7 +210,7 @@ public final class PostgresProductStore: ProductStore {
         guard !products.isEmpty else { return [] }
         let now = Date()
         let logger = self.logger
-        let created = try await inTransaction { connection -> [Bool] in
+        let created = try await database.inTransaction { connection -> [Bool] in
             var created: [Bool] = []
             for incoming in products {
                 var product = incoming
@@ -358,48 +311,25 @@ public final class PostgresProductStore: ProductStore {
         let logger = self.logger
         let retention = idempotencyRetention
         return try await client.withConnection { connection in
-            try await Self.lookup(connection, tenant: tenant, key: key, retention: retention, now: Date(), logger: logger)
+            try await PostgresStorage.idempotencyLookup(connection, tenant: tenant, key: key, retention: retention, now: Date(), logger: logger)
         }
     }
 
     public func saveIdempotentResponse(tenant: TenantID, key: IdempotencyKey, response: Data) async throws {
         let logger = self.logger
         try await client.withConnection { connection in
-            try await Self.storeIdempotent(connection, tenant: tenant, key: key, response: response, now: Date(), logger: logger)
+            try await PostgresStorage.storeIdempotent(connection, tenant: tenant, key: key, response: response, now: Date(), logger: logger)
         }
-    }
-
-    private static func lookup(_ connection: PostgresConnection, tenant: TenantID, key: IdempotencyKey, retention: TimeInterval,
-                               now: Date, logger: Logger) async throws -> IdempotencyLookup {
-        let since = Int64((now.timeIntervalSince1970 - retention) * 1_000_000)
-        for try await (hash, response) in try await connection.query("""
-            SELECT request_hash, response FROM idempotency_keys
-            WHERE tenant = \(tenant.value) AND method = \(key.method) AND key = \(key.key) AND created_at >= \(since)
-            """, logger: logger).decode((Data, Data).self) {
-            return hash == key.requestHash ? .replay(response) : .conflict
-        }
-        return .unused
-    }
-
-    private static func storeIdempotent(_ connection: PostgresConnection, tenant: TenantID, key: IdempotencyKey, response: Data,
-                                        now: Date, logger: Logger) async throws {
-        let time = Int64(now.timeIntervalSince1970 * 1_000_000)
-        try await connection.query("""
-            INSERT INTO idempotency_keys (tenant, method, key, request_hash, response, created_at)
-            VALUES (\(tenant.value), \(key.method), \(key.key), \(key.requestHash), \(response), \(time))
-            ON CONFLICT (tenant, method, key) DO UPDATE SET request_hash = excluded.request_hash,
-                response = excluded.response, created_at = excluded.created_at
-            """, logger: logger)
     }
 
     // MARK: Helpers
 
     public func isAvailable() async -> Bool {
-        (try? await client.query("SELECT 1", logger: logger)) != nil
+        await database.isAvailable()
     }
 
     public func close() async throws {
-        runner.cancel()
+        database.close()
     }
 
     private static func bindings(_ values: [ProductSQL.Value]) -> PostgresBindings {

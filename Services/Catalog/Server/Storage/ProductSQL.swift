@@ -1,4 +1,5 @@
 import Contracts
+import ServiceKit
 
 /// SQL both stores share: how a filter and an order become conditions. Each
 /// store supplies its placeholder syntax (`?` or `$n`) and binds the values.
@@ -51,7 +52,7 @@ enum ProductSQL {
     static func cursorCondition(_ cursor: PageCursor, order: ProductOrder, placeholder: () -> String) -> (condition: String, values: [Value]) {
         let comparison = order.descending ? "<" : ">"
         if order.field == .productID {
-            return ("p.product_id \(comparison) \(placeholder())", [.text(cursor.productID)])
+            return ("p.product_id \(comparison) \(placeholder())", [.text(cursor.id)])
         }
         let column = column(for: order.field)
         let value: Value = switch order.field {
@@ -60,7 +61,7 @@ enum ProductSQL {
         case .createTime, .updateTime: .integer(Int64(cursor.value) ?? 0)
         }
         let (a, b, c) = (placeholder(), placeholder(), placeholder())
-        return ("(\(column) \(comparison) \(a) OR (\(column) = \(b) AND p.product_id \(comparison) \(c)))", [value, value, .text(cursor.productID)])
+        return ("(\(column) \(comparison) \(a) OR (\(column) = \(b) AND p.product_id \(comparison) \(c)))", [value, value, .text(cursor.id)])
     }
 
     static func orderClause(_ order: ProductOrder) -> String {

@@ -73,25 +73,6 @@ public enum ModifyOutcome: Sendable {
     case replayed(Data)
 }
 
-/// A request id scoped to a method, and a hash of the request it came with.
-public struct IdempotencyKey: Sendable, Hashable {
-    public var method: String
-    public var key: String
-    public var requestHash: Data
-
-    public init(method: String, key: String, requestHash: Data) {
-        self.method = method
-        self.key = key
-        self.requestHash = requestHash
-    }
-}
-
-public enum IdempotencyLookup: Sendable {
-    case unused
-    case replay(Data)
-    case conflict
-}
-
 /// One entry of the change feed.
 public struct ProductChangeRecord: Sendable {
     public var sequence: Int64

@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Logging
 import ServiceKit
+import StorageKit
 import SwiftProtobuf
 import Synchronization
 
@@ -149,7 +150,7 @@ public final class SQLiteProductStore: ProductStore {
             if let cursor, let score = Double(cursor.value) {
                 // Lower bm25 is better; ties broken by product_id.
                 outer = "WHERE score > ? OR (score = ? AND product_id > ?)"
-                arguments += [score, score, cursor.productID]
+                arguments += [score, score, cursor.id]
             }
             arguments.append(limit)
             let rows = try Row.fetchAll(db, sql: """
@@ -175,7 +176,7 @@ public final class SQLiteProductStore: ProductStore {
         let now = Date()
         let outcome = try await pool.write { db -> (ModifyOutcome, Bool) in
             if let idempotency {
-                switch try Self.lookup(db, tenant: tenant, key: idempotency, retention: self.idempotencyRetention, now: now) {
+                switch try SQLiteIdempotency.lookup(db, tenant: tenant, key: idempotency, retention: self.idempotencyRetention, now: now) {
                 case .replay(let data): return (.replayed(data), false)
                 case .conflict: throw StoreError.idempotencyConflict
                 case .unused: break
@@ -205,7 +206,7 @@ public final class SQLiteProductStore: ProductStore {
             }
             if let idempotency {
                 let response: Data = try result?.serializedBytes() ?? Data()
-                try Self.storeIdempotent(db, tenant: tenant, key: idempotency, response: response, now: now)
+                try SQLiteIdempotency.store(db, tenant: tenant, key: idempotency, response: response, now: now)
             }
             return (.applied(result), wrote)
         }
@@ -313,26 +314,11 @@ public final class SQLiteProductStore: ProductStore {
     // MARK: Idempotency
 
     public func idempotentResponse(tenant: TenantID, key: IdempotencyKey) async throws -> IdempotencyLookup {
-        try await pool.read { db in try Self.lookup(db, tenant: tenant, key: key, retention: self.idempotencyRetention, now: Date()) }
+        try await pool.read { db in try SQLiteIdempotency.lookup(db, tenant: tenant, key: key, retention: self.idempotencyRetention, now: Date()) }
     }
 
     public func saveIdempotentResponse(tenant: TenantID, key: IdempotencyKey, response: Data) async throws {
-        try await pool.write { db in try Self.storeIdempotent(db, tenant: tenant, key: key, response: response, now: Date()) }
-    }
-
-    private static func lookup(_ db: Database, tenant: TenantID, key: IdempotencyKey, retention: TimeInterval, now: Date) throws -> IdempotencyLookup {
-        guard let row = try Row.fetchOne(db, sql: """
-            SELECT request_hash, response FROM idempotency_keys
-            WHERE tenant = ? AND method = ? AND key = ? AND created_at >= ?
-            """, arguments: [tenant.value, key.method, key.key, Int64((now.timeIntervalSince1970 - retention) * 1_000_000)])
-        else { return .unused }
-        return (row["request_hash"] as Data) == key.requestHash ? .replay(row["response"]) : .conflict
-    }
-
-    private static func storeIdempotent(_ db: Database, tenant: TenantID, key: IdempotencyKey, response: Data, now: Date) throws {
-        try db.execute(sql: """
-            INSERT OR REPLACE INTO idempotency_keys (tenant, method, key, request_hash, response, created_at) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [tenant.value, key.method, key.key, key.requestHash, response, Int64(now.timeIntervalSince1970 * 1_000_000)])
+        try await pool.write { db in try SQLiteIdempotency.store(db, tenant: tenant, key: key, response: response, now: Date()) }
     }
 
     // MARK: Helpers
