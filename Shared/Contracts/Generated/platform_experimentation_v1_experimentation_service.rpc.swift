@@ -93,10 +93,10 @@ public protocol Platform_Experimentation_V1_ExperimentationServiceHandler: RPCSe
     /// BadRequest naming every invalid exposure (e.g. `exposures[3].unit_id`,
     /// an unknown experiment or variation key, a time more than 5 minutes in
     /// the future), for an empty batch or more than 10,000 exposures, or for a
-    /// `request_id` already used for a different request. RESOURCE_EXHAUSTED
-    /// with a RetryInfo delay when the ingestion queue is full (backpressure):
-    /// nothing was stored; retry the same request, same request_id, after the
-    /// delay.
+    /// `request_id` already used for a different request. UNAVAILABLE with a
+    /// RetryInfo delay when the ingestion queue is full (backpressure): nothing
+    /// was stored; retry the same request, same request_id, after the delay
+    /// (standard gRPC retry policies retry UNAVAILABLE).
     func logExposures(request: Platform_Experimentation_V1_LogExposuresRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_LogExposuresResponse
 
     /// Records metric events (purchases, clicks, revenue...). Same batch,
@@ -229,10 +229,10 @@ public struct Platform_Experimentation_V1_ExperimentationServiceClient: Sendable
     /// BadRequest naming every invalid exposure (e.g. `exposures[3].unit_id`,
     /// an unknown experiment or variation key, a time more than 5 minutes in
     /// the future), for an empty batch or more than 10,000 exposures, or for a
-    /// `request_id` already used for a different request. RESOURCE_EXHAUSTED
-    /// with a RetryInfo delay when the ingestion queue is full (backpressure):
-    /// nothing was stored; retry the same request, same request_id, after the
-    /// delay.
+    /// `request_id` already used for a different request. UNAVAILABLE with a
+    /// RetryInfo delay when the ingestion queue is full (backpressure): nothing
+    /// was stored; retry the same request, same request_id, after the delay
+    /// (standard gRPC retry policies retry UNAVAILABLE).
     public func logExposures(_ request: Platform_Experimentation_V1_LogExposuresRequest, options: CallOptions = .defaults) async throws -> Platform_Experimentation_V1_LogExposuresResponse {
         try await channel.unary(path: Platform_Experimentation_V1_ExperimentationService.Method.logExposures, request: request, options: options).message
     }

@@ -1,0 +1,387 @@
+import Contracts
+import ExperimentationServer
+import Foundation
+import MeridianRPC
+import ServiceKit
+import StandardServices
+import SwiftProtobuf
+import Testing
+
+/// The experimentation service over real RPC on loopback, started from its
+/// `buildService`.
+final class ExperimentationFixture: Sendable {
+    let host: ServiceHost
+    let channel: RPCChannel
+    let client: Platform_Experimentation_V1_ExperimentationServiceClient
+    let dataDirectory: String
+
+    init(dataDirectory: String? = nil, ingestion: IngestionPipeline.Configuration = .defaults, demoData: Bool = false) async throws {
+        var configuration = ServiceConfiguration.forTesting(name: "experimentation")
+        if let dataDirectory { configuration.dataDirectory = dataDirectory }
+        configuration.seedDemoData = demoData
+        self.dataDirectory = configuration.dataDirectory!
+        host = try await ExperimentationServer.buildService(configuration: configuration, ingestion: ingestion)
+        let port = try await host.start()
+        channel = try RPCChannel(host: "127.0.0.1", port: port)
+        client = Platform_Experimentation_V1_ExperimentationServiceClient(channel: channel)
+    }
+
+    func stop() async {
+        await channel.close()
+        await host.shutdown()
+    }
+
+    static func options(tenant: String = "acme", idempotencyKey: String? = nil, user: String? = nil) -> CallOptions {
+        var options = CallOptions(timeout: .seconds(10))
+        options.metadata.add("x-tenant-id", tenant)
+        if let idempotencyKey { options.metadata.add("idempotency-key", idempotencyKey) }
+        if let user { options.metadata.add("x-user-id", user) }
+        return options
+    }
+
+    static func experiment(_ key: String, status: Experiment.Status = .running, weights: [Double] = [0.5, 0.5]) -> Experiment {
+        .with {
+            $0.key = key
+            $0.name = "Checkout button colour"
+            $0.variations = weights.enumerated().map { index, weight in
+                .with { $0.key = index == 0 ? "control" : "treatment\(index)"; $0.weight = weight }
+            }
+            $0.status = status
+        }
+    }
+
+    func create(_ experiment: Experiment, tenant: String = "acme") async throws -> Experiment {
+        try await client.createExperiment(.with { $0.experiment = experiment }, options: Self.options(tenant: tenant))
+    }
+
+    func assign(_ attributes: [String: Google_Protobuf_Value], keys: [String] = [], log: Bool = false, tenant: String = "acme") async throws -> Platform_Experimentation_V1_GetAssignmentsResponse {
+        try await client.getAssignments(.with {
+            $0.attributes = Google_Protobuf_Struct(fields: attributes)
+            $0.experimentKeys = keys
+            $0.logExposures = log
+        }, options: Self.options(tenant: tenant))
+    }
+}
+
+func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body: () async throws -> Void,
+                  sourceLocation: SourceLocation = #_sourceLocation) async {
+    do {
+        try await body()
+        Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
+    } catch let error as RPCError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+        if let text { #expect(error.message.contains(text), "\(error.message) should mention \(text)", sourceLocation: sourceLocation) }
+    } catch {
+        Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite struct ExperimentationTests {
+    @Test func createGetListAndValidation() async throws {
+        let fixture = try await ExperimentationFixture()
+        let created = try await fixture.create(ExperimentationFixture.experiment("checkout-colour", status: .unspecified))
+        #expect(created.status == .draft)
+        #expect(created.hashVersion == 2)
+        #expect(!created.etag.isEmpty && created.hasCreateTime)
+        let read = try await fixture.client.getExperiment(.with { $0.key = "checkout-colour" }, options: ExperimentationFixture.options())
+        #expect(read == created)
+
+        await expectStatus(.alreadyExists, mentioning: "checkout-colour") { _ = try await fixture.create(ExperimentationFixture.experiment("checkout-colour")) }
+        await expectStatus(.notFound, mentioning: "nope") {
+            _ = try await fixture.client.getExperiment(.with { $0.key = "nope" }, options: ExperimentationFixture.options())
+        }
+        // Another tenant sees nothing.
+        await expectStatus(.notFound) {
+            _ = try await fixture.client.getExperiment(.with { $0.key = "checkout-colour" }, options: ExperimentationFixture.options(tenant: "other"))
+        }
+        await expectStatus(.unauthenticated) {
+            _ = try await fixture.client.getExperiment(.with { $0.key = "checkout-colour" }, options: CallOptions(timeout: .seconds(5)))
+        }
+        do {
+            var bad = ExperimentationFixture.experiment("bad key!", weights: [0.7, 0.7])
+            bad.coverage = 1.5
+            bad.condition = Google_Protobuf_Struct(fields: ["country": Google_Protobuf_Value(structValue: .init(fields: ["$inn": .init(listValue: .init(values: []))]))])
+            _ = try await fixture.create(bad)
+            Issue.record("invalid experiment accepted")
+        } catch let error as RPCError {
+            let fields = Set(error.status.fieldViolations.map(\.field))
+            #expect(error.code == .invalidArgument)
+            #expect(fields.isSuperset(of: ["experiment.key", "experiment.variations", "experiment.coverage", "experiment.condition"]), "\(fields)")
+            #expect(error.message.contains("$inn"))
+        }
+
+        for key in ["exp-a", "exp-b", "exp-c"] { _ = try await fixture.create(ExperimentationFixture.experiment(key)) }
+        var keys: [String] = []
+        var token = ""
+        repeat {
+            let page = try await fixture.client.listExperiments(.with { $0.pageSize = 2; $0.pageToken = token }, options: ExperimentationFixture.options())
+            keys += page.experiments.map(\.key)
+            token = page.nextPageToken
+        } while !token.isEmpty
+        #expect(keys == ["checkout-colour", "exp-a", "exp-b", "exp-c"])
+        let running = try await fixture.client.listExperiments(.with { $0.status = .running }, options: ExperimentationFixture.options())
+        #expect(running.experiments.map(\.key) == ["exp-a", "exp-b", "exp-c"])
+        await expectStatus(.invalidArgument, mentioning: "page_size") {
+            _ = try await fixture.client.listExperiments(.with { $0.pageSize = -1 }, options: ExperimentationFixture.options())
+        }
+        await fixture.stop()
+    }
+
+    @Test func updatesFollowTheLifeCycleAndAreAudited() async throws {
+        let fixture = try await ExperimentationFixture()
+        let draft = try await fixture.create(ExperimentationFixture.experiment("ranker", status: .draft))
+        let options = ExperimentationFixture.options(user: "alice@example.com")
+
+        // Before it runs, anything may change.
+        var change = draft
+        change.variations[0].weight = 0.2
+        change.variations[1].weight = 0.8
+        let reweighted = try await fixture.client.updateExperiment(.with { $0.experiment = change; $0.updateMask.paths = ["variations"] }, options: options)
+        #expect(reweighted.variations.map(\.weight) == [0.2, 0.8])
+        #expect(reweighted.etag != draft.etag)
+
+        // A stale etag is refused.
+        await expectStatus(.aborted, mentioning: "etag") {
+            var stale = draft
+            stale.name = "new name"
+            _ = try await fixture.client.updateExperiment(.with { $0.experiment = stale; $0.updateMask.paths = ["name"] }, options: options)
+        }
+        // Output-only and unknown mask paths are refused.
+        await expectStatus(.invalidArgument, mentioning: "etag cannot be changed") {
+            _ = try await fixture.client.updateExperiment(.with { $0.experiment.key = "ranker"; $0.updateMask.paths = ["etag"] }, options: options)
+        }
+
+        let started = try await fixture.client.updateExperiment(.with {
+            $0.experiment.key = "ranker"
+            $0.experiment.status = .running
+            $0.updateMask.paths = ["status"]
+        }, options: options)
+        #expect(started.status == .running)
+
+        // While running, changes that move assigned units are refused; raising coverage is fine.
+        await expectStatus(.failedPrecondition, mentioning: "variations") {
+            var moving = started
+            moving.variations[0].weight = 0.5
+            moving.variations[1].weight = 0.5
+            _ = try await fixture.client.updateExperiment(.with { $0.experiment = moving; $0.updateMask.paths = ["variations"] }, options: options)
+        }
+        await expectStatus(.failedPrecondition, mentioning: "DRAFT") {
+            _ = try await fixture.client.updateExperiment(.with {
+                $0.experiment.key = "ranker"
+                $0.experiment.status = .draft
+                $0.updateMask.paths = ["status"]
+            }, options: options)
+        }
+        let stopped = try await fixture.client.updateExperiment(.with {
+            $0.experiment.key = "ranker"
+            $0.experiment.status = .stopped
+            $0.experiment.forcedVariationKey = "treatment1"
+            $0.updateMask.paths = ["status", "forced_variation_key"]
+        }, options: options)
+        #expect(stopped.status == .stopped)
+
+        // A stopped experiment with a winner serves it to everyone targeted.
+        let forced = try await fixture.assign(["id": .init(stringValue: "u1")], keys: ["ranker"])
+        #expect(forced.assignments[0].reason == .forced)
+        #expect(forced.assignments[0].variationKey == "treatment1")
+        #expect(!forced.assignments[0].inExperiment)
+
+        let log = try await fixture.client.listExperimentChanges(.with { $0.key = "ranker" }, options: options)
+        #expect(log.changes.count == 4)
+        #expect(log.changes[0].changedFields == ["status", "forced_variation_key"])
+        #expect(log.changes[0].actor == "alice@example.com")
+        #expect(log.changes[0].before.fields["status"]?.stringValue == "STATUS_RUNNING")
+        #expect(log.changes[0].after.fields["status"]?.stringValue == "STATUS_STOPPED")
+        #expect(log.changes[3].changedFields.isEmpty, "the creation comes last")
+        #expect(log.changes[3].after.fields["key"]?.stringValue == "ranker")
+        let firstPage = try await fixture.client.listExperimentChanges(.with { $0.key = "ranker"; $0.pageSize = 3 }, options: options)
+        let secondPage = try await fixture.client.listExperimentChanges(.with {
+            $0.key = "ranker"; $0.pageSize = 3; $0.pageToken = firstPage.nextPageToken
+        }, options: options)
+        #expect(firstPage.changes.count == 3 && secondPage.changes.count == 1 && secondPage.nextPageToken.isEmpty)
+        await fixture.stop()
+    }
+
+    @Test func idempotentCreateReplaysTheFirstAnswer() async throws {
+        let fixture = try await ExperimentationFixture()
+        let request = Platform_Experimentation_V1_CreateExperimentRequest.with {
+            $0.experiment = ExperimentationFixture.experiment("retry-me")
+            $0.requestID = "req-1"
+        }
+        let first = try await fixture.client.createExperiment(request, options: ExperimentationFixture.options())
+        let replay = try await fixture.client.createExperiment(request, options: ExperimentationFixture.options())
+        #expect(replay == first)
+        await expectStatus(.invalidArgument, mentioning: "req-1") {
+            var other = request
+            other.experiment.key = "something-else"
+            _ = try await fixture.client.createExperiment(other, options: ExperimentationFixture.options())
+        }
+        await fixture.stop()
+    }
+
+    @Test func assignmentsGiveReasonsAndAreDeterministic() async throws {
+        let fixture = try await ExperimentationFixture()
+        _ = try await fixture.create(ExperimentationFixture.experiment("a-running"))
+        _ = try await fixture.create(ExperimentationFixture.experiment("b-draft", status: .draft))
+        var targeted = ExperimentationFixture.experiment("c-germany")
+        targeted.condition = Google_Protobuf_Struct(fields: ["country": .init(structValue: .init(fields: ["$in": .init(listValue: .init(values: [.init(stringValue: "DE")]))]))])
+        _ = try await fixture.create(targeted)
+        var covered = ExperimentationFixture.experiment("d-nobody")
+        covered.coverage = 0
+        _ = try await fixture.create(covered)
+
+        let unit: [String: Google_Protobuf_Value] = ["id": .init(stringValue: "user-42"), "country": .init(stringValue: "FR")]
+        let all = try await fixture.assign(unit)
+        #expect(all.assignments.map(\.experimentKey) == ["a-running", "c-germany", "d-nobody"], "only running experiments, by key")
+        #expect(all.assignments.map(\.reason) == [.assigned, .notTargeted, .notInCoverage])
+        #expect(all.assignments[0].hashValue_p == "user-42" && all.assignments[0].hashAttribute == "id")
+        #expect(all.assignments[1].variationKey == "control" && !all.assignments[1].inExperiment)
+
+        // The same unit always lands in the same variation, and it is GrowthBook's.
+        let expectedBucket = try #require(GrowthBookHashing.hash(seed: "a-running", value: "user-42", version: 2))
+        for _ in 0..<3 {
+            let again = try await fixture.assign(unit, keys: ["a-running"])
+            #expect(again.assignments[0].bucket == expectedBucket)
+            #expect(again.assignments[0].variationIndex == (expectedBucket < 0.5 ? 0 : 1))
+        }
+        let named = try await fixture.assign(["country": .init(stringValue: "DE")], keys: ["b-draft", "c-germany"])
+        #expect(named.assignments.map(\.reason) == [.notRunning, .noHashAttribute])
+
+        // Numbers are hashed as JavaScript prints them.
+        let numeric = try await fixture.assign(["id": .init(numberValue: 123)], keys: ["a-running"])
+        #expect(numeric.assignments[0].hashValue_p == "123")
+
+        await expectStatus(.notFound, mentioning: "missing-one") { _ = try await fixture.assign(unit, keys: ["a-running", "missing-one"]) }
+        await expectStatus(.invalidArgument, mentioning: "experiment_keys") {
+            _ = try await fixture.assign(unit, keys: (0..<101).map { "k\($0)" })
+        }
+
+        // Split roughly follows the weights over many units.
+        var treatment = 0
+        for index in 0..<400 {
+            let response = try await fixture.assign(["id": .init(stringValue: "unit-\(index)")], keys: ["a-running"])
+            treatment += Int(response.assignments[0].variationIndex)
+        }
+        #expect((140...260).contains(treatment), "\(treatment) of 400 in treatment")
+        await fixture.stop()
+    }
+
+    @Test func exposuresAndEventsAreDeduplicatedAndIdempotent() async throws {
+        let fixture = try await ExperimentationFixture()
+        _ = try await fixture.create(ExperimentationFixture.experiment("exp"))
+        let exposures = (0..<10).map { index in
+            Platform_Experimentation_V1_Exposure.with {
+                $0.experimentKey = "exp"
+                $0.variationKey = index % 2 == 0 ? "control" : "treatment1"
+                $0.unitID = "u\(index % 5)"  // each unit twice, once per variation pair
+            }
+        }
+        let first = try await fixture.client.logExposures(.with { $0.exposures = exposures; $0.requestID = "batch-1" }, options: ExperimentationFixture.options())
+        #expect(first.accepted + first.duplicates == 10)
+        // Replaying the same request id answers the same, without storing again.
+        let replay = try await fixture.client.logExposures(.with { $0.exposures = exposures; $0.requestID = "batch-1" }, options: ExperimentationFixture.options())
+        #expect(replay == first)
+        // The same exposures again under a new id are all duplicates.
+        let again = try await fixture.client.logExposures(.with { $0.exposures = exposures }, options: ExperimentationFixture.options())
+        #expect(again.accepted == 0 && again.duplicates == 10)
+
+        do {
+            _ = try await fixture.client.logExposures(.with {
+                $0.exposures = [
+                    .with { $0.experimentKey = "exp"; $0.variationKey = "blue"; $0.unitID = "u1" },
+                    .with { $0.experimentKey = "nope"; $0.variationKey = "control"; $0.unitID = "u1" },
+                    .with { $0.experimentKey = "exp"; $0.variationKey = "control" },
+                    .with { $0.experimentKey = "exp"; $0.variationKey = "control"; $0.unitID = "u1"; $0.time = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(3600)) },
+                ]
+            }, options: ExperimentationFixture.options())
+            Issue.record("invalid exposures accepted")
+        } catch let error as RPCError {
+            #expect(error.code == .invalidArgument)
+            #expect(Set(error.status.fieldViolations.map(\.field)) == [
+                "exposures[0].variation_key", "exposures[1].experiment_key", "exposures[2].unit_id", "exposures[3].time"])
+        }
+        await expectStatus(.invalidArgument, mentioning: "exposures") {
+            _ = try await fixture.client.logExposures(.init(), options: ExperimentationFixture.options())
+        }
+
+        let events = [
+            Platform_Experimentation_V1_Event.with { $0.eventKey = "purchase"; $0.unitID = "u1"; $0.value = 10; $0.eventID = "order-1" },
+            Platform_Experimentation_V1_Event.with { $0.eventKey = "purchase"; $0.unitID = "u1"; $0.value = 10; $0.eventID = "order-1" },
+            Platform_Experimentation_V1_Event.with { $0.eventKey = "purchase"; $0.unitID = "u2"; $0.value = 5 },
+        ]
+        let tracked = try await fixture.client.trackEvents(.with { $0.events = events }, options: ExperimentationFixture.options())
+        #expect(tracked.accepted == 2 && tracked.duplicates == 1)
+        await expectStatus(.invalidArgument, mentioning: "value") {
+            _ = try await fixture.client.trackEvents(.with {
+                $0.events = [.with { $0.eventKey = "purchase"; $0.unitID = "u1"; $0.value = .nan }]
+            }, options: ExperimentationFixture.options())
+        }
+        await fixture.stop()
+    }
+
+    @Test func aBurstBeyondTheQueueIsRefusedAndNothingAcknowledgedIsLost() async throws {
+        var ingestion = IngestionPipeline.Configuration.defaults
+        ingestion.capacity = 2_000
+        ingestion.maxRecordsPerTransaction = 500
+        let fixture = try await ExperimentationFixture(ingestion: ingestion)
+        _ = try await fixture.create(ExperimentationFixture.experiment("burst"))
+        // 40 concurrent batches of 500 exposures: 20,000 records against room for 2,000.
+        let batches = (0..<40).map { batch in
+            (0..<500).map { index in
+                Platform_Experimentation_V1_Exposure.with {
+                    $0.experimentKey = "burst"
+                    $0.variationKey = "control"
+                    $0.unitID = "b\(batch)-u\(index)"
+                }
+            }
+        }
+        let outcomes = await withTaskGroup(of: (Int, Int32?, RPCError?).self) { group in
+            for (batch, exposures) in batches.enumerated() {
+                group.addTask {
+                    do {
+                        let response = try await fixture.client.logExposures(.with { $0.exposures = exposures }, options: ExperimentationFixture.options())
+                        return (batch, response.accepted, nil)
+                    } catch let error as RPCError {
+                        return (batch, nil, error)
+                    } catch {
+                        return (batch, nil, RPCError(.unknown, "\(error)"))
+                    }
+                }
+            }
+            var all: [(Int, Int32?, RPCError?)] = []
+            for await outcome in group { all.append(outcome) }
+            return all
+        }
+        let acknowledged = outcomes.filter { $0.1 != nil }.map(\.0)
+        let refused = outcomes.compactMap(\.2)
+        #expect(!refused.isEmpty, "a burst ten times the queue must be pushed back")
+        #expect(refused.allSatisfy { $0.code == .unavailable }, "\(refused.map(\.code))")
+        #expect(refused.allSatisfy { error in
+            error.status.richStatus?.details.contains { $0.typeURL.hasSuffix("google.rpc.RetryInfo") } == true
+        })
+        #expect(outcomes.compactMap(\.1).allSatisfy { $0 == 500 })
+        #expect(!acknowledged.isEmpty)
+
+        // After a restart, every acknowledged exposure is stored (sending it
+        // again finds a duplicate) and every refused one is not.
+        await fixture.stop()
+        let restarted = try await ExperimentationFixture(dataDirectory: fixture.dataDirectory)
+        for batch in 0..<batches.count {
+            let again = try await restarted.client.logExposures(.with { $0.exposures = batches[batch] }, options: ExperimentationFixture.options())
+            if acknowledged.contains(batch) {
+                #expect(again.duplicates == 500, "batch \(batch) was acknowledged but lost")
+            } else {
+                #expect(again.accepted == 500, "batch \(batch) was refused but partly stored")
+            }
+        }
+        await restarted.stop()
+    }
+
+    @Test func demoDataHasTheRankerExperiment() async throws {
+        let fixture = try await ExperimentationFixture(demoData: true)
+        let response = try await fixture.assign(["id": .init(stringValue: "user-1")], keys: ["ranker-v2"], tenant: DemoExperiments.tenant)
+        #expect(response.assignments[0].reason == .assigned)
+        #expect(response.assignments[0].value.structValue.fields["ranker_version"] != nil)
+        await fixture.stop()
+    }
+}
