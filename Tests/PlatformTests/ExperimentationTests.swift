@@ -15,11 +15,18 @@ final class ExperimentationFixture: Sendable {
     let client: Platform_Experimentation_V1_ExperimentationServiceClient
     let dataDirectory: String
 
-    init(dataDirectory: String? = nil, ingestion: IngestionPipeline.Configuration = .defaults, demoData: Bool = false) async throws {
+    let databaseURL: String?
+
+    init(_ backend: Backend = .sqlite, dataDirectory: String? = nil, databaseURL: String? = nil,
+         ingestion: IngestionPipeline.Configuration = .defaults, demoData: Bool = false) async throws {
         var configuration = ServiceConfiguration.forTesting(name: "experimentation")
         if let dataDirectory { configuration.dataDirectory = dataDirectory }
+        if backend == .postgres {
+            configuration.databaseURL = if let databaseURL { databaseURL } else { try await TestPostgres.createDatabase() }
+        }
         configuration.seedDemoData = demoData
         self.dataDirectory = configuration.dataDirectory!
+        self.databaseURL = configuration.databaseURL
         host = try await ExperimentationServer.buildService(configuration: configuration, ingestion: ingestion)
         let port = try await host.start()
         channel = try RPCChannel(host: "127.0.0.1", port: port)
@@ -77,8 +84,9 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
 }
 
 @Suite struct ExperimentationTests {
-    @Test func createGetListAndValidation() async throws {
-        let fixture = try await ExperimentationFixture()
+    @Test(arguments: Backend.allCases)
+    func createGetListAndValidation(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend)
         let created = try await fixture.create(ExperimentationFixture.experiment("checkout-colour", status: .unspecified))
         #expect(created.status == .draft)
         #expect(created.hashVersion == 2)
@@ -127,8 +135,9 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 
-    @Test func updatesFollowTheLifeCycleAndAreAudited() async throws {
-        let fixture = try await ExperimentationFixture()
+    @Test(arguments: Backend.allCases)
+    func updatesFollowTheLifeCycleAndAreAudited(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend)
         let draft = try await fixture.create(ExperimentationFixture.experiment("ranker", status: .draft))
         let options = ExperimentationFixture.options(user: "alice@example.com")
 
@@ -202,8 +211,9 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 
-    @Test func idempotentCreateReplaysTheFirstAnswer() async throws {
-        let fixture = try await ExperimentationFixture()
+    @Test(arguments: Backend.allCases)
+    func idempotentCreateReplaysTheFirstAnswer(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend)
         let request = Platform_Experimentation_V1_CreateExperimentRequest.with {
             $0.experiment = ExperimentationFixture.experiment("retry-me")
             $0.requestID = "req-1"
@@ -219,8 +229,9 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 
-    @Test func assignmentsGiveReasonsAndAreDeterministic() async throws {
-        let fixture = try await ExperimentationFixture()
+    @Test(arguments: Backend.allCases)
+    func assignmentsGiveReasonsAndAreDeterministic(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend)
         _ = try await fixture.create(ExperimentationFixture.experiment("a-running"))
         _ = try await fixture.create(ExperimentationFixture.experiment("b-draft", status: .draft))
         var targeted = ExperimentationFixture.experiment("c-germany")
@@ -266,8 +277,9 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 
-    @Test func exposuresAndEventsAreDeduplicatedAndIdempotent() async throws {
-        let fixture = try await ExperimentationFixture()
+    @Test(arguments: Backend.allCases)
+    func exposuresAndEventsAreDeduplicatedAndIdempotent(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend)
         _ = try await fixture.create(ExperimentationFixture.experiment("exp"))
         let exposures = (0..<10).map { index in
             Platform_Experimentation_V1_Exposure.with {
@@ -319,11 +331,12 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 
-    @Test func aBurstBeyondTheQueueIsRefusedAndNothingAcknowledgedIsLost() async throws {
+    @Test(arguments: Backend.allCases)
+    func aBurstBeyondTheQueueIsRefusedAndNothingAcknowledgedIsLost(backend: Backend) async throws {
         var ingestion = IngestionPipeline.Configuration.defaults
         ingestion.capacity = 2_000
         ingestion.maxRecordsPerTransaction = 500
-        let fixture = try await ExperimentationFixture(ingestion: ingestion)
+        let fixture = try await ExperimentationFixture(backend, ingestion: ingestion)
         _ = try await fixture.create(ExperimentationFixture.experiment("burst"))
         // 40 concurrent batches of 500 exposures: 20,000 records against room for 2,000.
         let batches = (0..<40).map { batch in
@@ -365,7 +378,7 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         // After a restart, every acknowledged exposure is stored (sending it
         // again finds a duplicate) and every refused one is not.
         await fixture.stop()
-        let restarted = try await ExperimentationFixture(dataDirectory: fixture.dataDirectory)
+        let restarted = try await ExperimentationFixture(backend, dataDirectory: fixture.dataDirectory, databaseURL: fixture.databaseURL)
         for batch in 0..<batches.count {
             let again = try await restarted.client.logExposures(.with { $0.exposures = batches[batch] }, options: ExperimentationFixture.options())
             if acknowledged.contains(batch) {
@@ -377,8 +390,9 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await restarted.stop()
     }
 
-    @Test func demoDataHasTheRankerExperiment() async throws {
-        let fixture = try await ExperimentationFixture(demoData: true)
+    @Test(arguments: Backend.allCases)
+    func demoDataHasTheRankerExperiment(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend, demoData: true)
         let response = try await fixture.assign(["id": .init(stringValue: "user-1")], keys: ["ranker-v2"], tenant: DemoExperiments.tenant)
         #expect(response.assignments[0].reason == .assigned)
         #expect(response.assignments[0].value.structValue.fields["ranker_version"] != nil)
