@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "experimentation", targets: ["ExperimentationMain"]),
         .executable(name: "personalization", targets: ["PersonalizationMain"]),
         .executable(name: "interop-server", targets: ["InteropServer"]),
+        .executable(name: "assignment-benchmark", targets: ["AssignmentBenchmark"]),
         .executable(name: "interop-client", targets: ["InteropClient"]),
         .library(name: "MeridianRPC", targets: ["MeridianRPC"]),
         .library(name: "Contracts", targets: ["Contracts"]),
@@ -139,6 +140,13 @@ let package = Package(
             path: "Tests/Interop/InteropClient",
             swiftSettings: swiftSettings
         ),
+        // MARK: Benchmarks (scripts/benchmark-*.sh build them in release)
+        .executableTarget(
+            name: "AssignmentBenchmark",
+            dependencies: ["ExperimentationServer", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Benchmarks/AssignmentBenchmark",
+            swiftSettings: swiftSettings
+        ),
         // MARK: Tests
         .testTarget(
             name: "RPCTests",
@@ -198,7 +206,9 @@ var services: [ServiceModule] {
         ]),
         ServiceModule(folder: "FeatureStore"),
         ServiceModule(folder: "Inference"),
-        ServiceModule(folder: "Experimentation", extraDependencies: [
+        ServiceModule(folder: "Experimentation", mainDependencies: [
+            "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ], extraDependencies: [
             "StandardServices", "StorageKit",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "GRDB", package: "GRDB.swift"),

@@ -16,10 +16,19 @@ public struct AssignableExperiment: Sendable {
     let fallbackAttribute: String
     let seed: String
     let hashVersion: Int
+    /// FNV state after the seed, for version 2 hashes.
+    let seedState: UInt32
     let forcedIndex: Int?
     let filters: [PreparedFilter]
     let start: Date?
     let end: Date?
+    // Copied out of the message once: reading through its storage on every
+    // assignment costs more than the hashing.
+    let key: String
+    let status: Experiment.Status
+    let variationKeys: [String]
+    let variationValues: [Google_Protobuf_Value?]
+    let namespace: (id: String, start: Double, end: Double)?
 
     struct PreparedFilter: Sendable {
         var attribute: String
@@ -40,12 +49,19 @@ public struct AssignableExperiment: Sendable {
         fallbackAttribute = experiment.fallbackAttribute
         seed = experiment.seed.isEmpty ? experiment.key : experiment.seed
         hashVersion = experiment.hashVersion == 0 ? 2 : Int(experiment.hashVersion)
+        seedState = GrowthBookHashing.fnv1a32(seed)
         forcedIndex = experiment.forcedVariationKey.isEmpty ? nil : experiment.variations.firstIndex { $0.key == experiment.forcedVariationKey }
         filters = experiment.filters.map { filter in
             PreparedFilter(attribute: filter.attribute.isEmpty ? "id" : filter.attribute, seed: filter.seed,
                            hashVersion: filter.hashVersion == 0 ? 2 : Int(filter.hashVersion),
                            ranges: filter.ranges.map { ClosedOpenRange($0.start, $0.end) })
         }
+        key = experiment.key
+        status = experiment.status
+        variationKeys = experiment.variations.map(\.key)
+        variationValues = experiment.variations.map { $0.hasValue ? $0.value : nil }
+        namespace = experiment.hasNamespace && !experiment.namespace.id.isEmpty
+            ? (experiment.namespace.id, experiment.namespace.rangeStart, experiment.namespace.rangeEnd) : nil
         start = experiment.hasStartTime ? experiment.startTime.date : nil
         end = experiment.hasEndTime ? experiment.endTime.date : nil
     }
@@ -54,8 +70,8 @@ public struct AssignableExperiment: Sendable {
     /// GetAssignments documents (GrowthBook's order).
     public func assign(_ attributes: [String: JSONValue], now: Date) -> Assignment {
         var result = Assignment()
-        result.experimentKey = experiment.key
-        switch experiment.status {
+        result.experimentKey = key
+        switch status {
         case .running:
             if let start, now < start { return finish(&result, .notRunning) }
             if let end, now >= end { return finish(&result, .notRunning) }
@@ -73,16 +89,18 @@ public struct AssignableExperiment: Sendable {
 
         if !filters.isEmpty {
             if filters.contains(where: { isFilteredOut($0, attributes) }) { return finish(&result, .filtered) }
-        } else if experiment.hasNamespace, !experiment.namespace.id.isEmpty {
-            let namespace = experiment.namespace
-            if !GrowthBookHashing.inNamespace(hashValue: unitHash, id: namespace.id, start: namespace.rangeStart, end: namespace.rangeEnd) {
+        } else if let namespace {
+            if !GrowthBookHashing.inNamespace(hashValue: unitHash, id: namespace.id, start: namespace.start, end: namespace.end) {
                 return finish(&result, .notInNamespace)
             }
         }
         if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted) }
 
-        guard let bucket = GrowthBookHashing.hash(seed: seed, value: unitHash, version: hashVersion) else {
-            return finish(&result, .notInCoverage)
+        let bucket: Double
+        switch hashVersion {
+        case 1: bucket = GrowthBookHashing.hashV1(value: unitHash, seed: seed)
+        case 2: bucket = GrowthBookHashing.hashV2(seedState: seedState, value: unitHash)
+        default: return finish(&result, .notInCoverage)
         }
         result.bucket = bucket
         let index = GrowthBookHashing.chooseVariation(bucket: bucket, ranges: ranges)
@@ -94,10 +112,9 @@ public struct AssignableExperiment: Sendable {
     private func finish(_ result: inout Assignment, _ reason: Assignment.Reason, index: Int = 0) -> Assignment {
         result.reason = reason
         result.variationIndex = Int32(index)
-        if experiment.variations.indices.contains(index) {
-            let variation = experiment.variations[index]
-            result.variationKey = variation.key
-            if variation.hasValue { result.value = variation.value }
+        if variationKeys.indices.contains(index) {
+            result.variationKey = variationKeys[index]
+            if let value = variationValues[index] { result.value = value }
         }
         return result
     }

@@ -3,14 +3,47 @@
 /// [0, 1) derived from its hash attribute; variations own half-open ranges
 /// of it.
 public enum GrowthBookHashing {
+    static let fnvOffsetBasis: UInt32 = 0x811C_9DC5
+    static let fnvPrime: UInt32 = 0x0100_0193
+
     /// FNV-1a 32 over UTF-16 code units, as JavaScript's `charCodeAt` sees
-    /// the string.
+    /// the string, continuing from `state` (FNV is a stream: hashing `a + b`
+    /// is hashing `b` from the state after `a`, so no string is built).
     @inlinable
-    public static func fnv1a32(_ text: String) -> UInt32 {
-        var hash: UInt32 = 0x811C_9DC5
+    public static func fnv1a32(_ text: String, from state: UInt32 = 0x811C_9DC5) -> UInt32 {
+        // ASCII (the usual id) is the same in UTF-8 and UTF-16: hash the bytes
+        // in place; anything else takes the UTF-16 view.
+        let ascii = text.utf8.withContiguousStorageIfAvailable { bytes -> UInt32? in
+            var hash = state
+            for byte in bytes {
+                guard byte < 0x80 else { return nil }
+                hash = (hash ^ UInt32(byte)) &* 0x0100_0193
+            }
+            return hash
+        }
+        if let hash = ascii ?? nil { return hash }
+        var hash = state
         for unit in text.utf16 {
-            hash ^= UInt32(unit)
-            hash = hash &* 0x0100_0193
+            hash = (hash ^ UInt32(unit)) &* 0x0100_0193
+        }
+        return hash
+    }
+
+    /// FNV-1a 32 of the decimal digits of `number`, without building them.
+    @inlinable
+    static func fnv1a32(decimal number: UInt32) -> UInt32 {
+        var hash: UInt32 = 0x811C_9DC5
+        var divisor: UInt32 = 1_000_000_000
+        var remaining = number
+        var started = false
+        while divisor > 0 {
+            let digit = remaining / divisor
+            if digit != 0 || started || divisor == 1 {
+                hash = (hash ^ (48 + digit)) &* 0x0100_0193
+                started = true
+            }
+            remaining %= divisor
+            divisor /= 10
         }
         return hash
     }
@@ -22,10 +55,21 @@ public enum GrowthBookHashing {
     @inlinable
     public static func hash(seed: String, value: String, version: Int) -> Double? {
         switch version {
-        case 1: Double(fnv1a32(value + seed) % 1000) / 1000
-        case 2: Double(fnv1a32(String(fnv1a32(seed + value))) % 10000) / 10000
+        case 1: hashV1(value: value, seed: seed)
+        case 2: hashV2(seedState: fnv1a32(seed), value: value)
         default: nil
         }
+    }
+
+    @inlinable
+    static func hashV1(value: String, seed: String) -> Double {
+        Double(fnv1a32(seed, from: fnv1a32(value)) % 1000) / 1000
+    }
+
+    /// Version 2 from the seed's precomputed FNV state.
+    @inlinable
+    static func hashV2(seedState: UInt32, value: String) -> Double {
+        Double(fnv1a32(decimal: fnv1a32(value, from: seedState)) % 10000) / 10000
     }
 
     /// `n` equal weights; none for `n <= 0`.
@@ -60,7 +104,7 @@ public enum GrowthBookHashing {
     /// Whether the unit lies in a namespace slice: its version 1 hash,
     /// seeded with `"__" + id`, in `[start, end)`.
     public static func inNamespace(hashValue: String, id: String, start: Double, end: Double) -> Bool {
-        guard let bucket = hash(seed: "__" + id, value: hashValue, version: 1) else { return false }
+        let bucket = hashV1(value: hashValue, seed: "__" + id)
         return bucket >= start && bucket < end
     }
 }

@@ -188,6 +188,11 @@ public enum JSONValue: Sendable, Hashable {
     /// The value at a dot-separated path (`father.age`), or null when any
     /// step is missing.
     public func value(atPath path: Substring) -> JSONValue {
+        // Most attribute paths are one plain key.
+        if !path.utf8.contains(UInt8(ascii: ".")) {
+            guard case .object(let fields) = self else { return .null }
+            return fields[String(path)] ?? .null
+        }
         var current = self
         for part in path.split(separator: ".", omittingEmptySubsequences: false) {
             switch current {

@@ -202,6 +202,22 @@ private struct Evaluator {
     /// build info dropped, numeric parts left-padded to 5, and `~` appended
     /// to plain x.y.z so a release sorts after its pre-releases.
     static func paddedVersion(_ value: JSONValue) -> String {
+        // Versions repeat (a condition's operand, the app versions in use):
+        // remember recent ones instead of rebuilding them on every request.
+        if case .string(let text) = value, let cached = versionCache.withLock({ $0[text] }) { return cached }
+        let padded = computePaddedVersion(value)
+        if case .string(let text) = value {
+            versionCache.withLock { cache in
+                if cache.count > 10_000 { cache.removeAll() }
+                cache[text] = padded
+            }
+        }
+        return padded
+    }
+
+    private static let versionCache = Mutex<[String: String]>([:])
+
+    private static func computePaddedVersion(_ value: JSONValue) -> String {
         var text: String
         switch value {
         case .number(let number): text = JSONValue.jsNumberString(number)
