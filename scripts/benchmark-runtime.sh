@@ -23,6 +23,7 @@ swift build -c release --product interop-server >&2
 swift build -c release --product catalog >&2
 bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
+. "$root/scripts/lib/benchmark.sh"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # SimpleRequest{response_size: 32, payload: {body: 32 zero bytes}}, gRPC-framed.
@@ -37,28 +38,6 @@ PY
 port=7990
 taskset -c 0 "$bin/interop-server" --port $port > "$work/server.log" 2>&1 &
 for _ in $(seq 1 100); do grep -q listening "$work/server.log" && break; sleep 0.1; done
-
-measure() {  # url, clients, streams, extra h2load args... -> "req/s p50 p99 failed" (median run by req/s)
-  local url=$1 clients=$2 streams=$3; shift 3
-  local results=()
-  for _ in $(seq 1 "$runs"); do
-    out=$(taskset -c 1 h2load -D "$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 \
-      --log-file="$work/latency.tsv" "$@" "$url" 2>&1)
-    rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
-    errors=$(echo "$out" | awk '/^requests:/ {print $10+$12+$14}')
-    # Per-request latencies (third column, microseconds) give the percentiles.
-    percentiles=$(sort -n -k3,3 "$work/latency.tsv" | awk '{ v[NR] = $3 } END {
-      if (NR == 0) { print "- -"; exit }
-      printf "%dus %dus\n", v[int(NR * 0.50) + 1], v[int(NR * 0.99) + 1] }')
-    results+=("$rps $percentiles $errors")
-  done
-  printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
-}
-
-report() {  # name, shape, "req/s p50 p99 failed"
-  read -r rps p50 p99 errors <<<"$3"
-  printf '%-28s %-8s %12s %10s %10s %8s\n' "$1" "$2" "$rps" "$p50" "$p99" "$errors"
-}
 
 grpc_args=(-H "content-type: application/grpc" -H "te: trailers" -d "$work/request.bin")
 echo "# runtime benchmark: median of $runs x ${duration}s; server on core 0, h2load on core 1"
@@ -82,10 +61,7 @@ open(sys.argv[1] + "/batch.bin", "wb").write(frame(b"".join(string_field(1, "sku
 PY
 taskset -c 0 "$bin/catalog" --port 7992 --admin-port 0 --host 127.0.0.1 --data-dir "$work/catalog" --demo-data --log-level warning > "$work/catalog.log" 2>&1 &
 catalog_pid=$!
-for _ in $(seq 1 300); do
-  (exec 3<>/dev/tcp/127.0.0.1/7992) 2>/dev/null && break
-  sleep 0.1
-done
+wait_for_port 7992
 catalog_args=(-H "content-type: application/grpc" -H "te: trailers" -H "x-tenant-id: demo")
 for shape in "1 1" "1 16" "4 16"; do
   set -- $shape

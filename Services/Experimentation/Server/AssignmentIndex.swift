@@ -11,6 +11,8 @@ final class AssignmentIndex: Sendable {
         /// Ordered by key.
         var experiments: [AssignableExperiment]
         var byKey: [String: Int]
+        /// What GetAssignments without keys evaluates.
+        var serving: [AssignableExperiment]
     }
 
     private struct Entry {
@@ -40,7 +42,8 @@ final class AssignmentIndex: Sendable {
         let experiments = try await store.experiments(tenant: tenant).map(AssignableExperiment.init)
         let snapshot = Snapshot(
             experiments: experiments,
-            byKey: Dictionary(uniqueKeysWithValues: experiments.enumerated().map { ($1.experiment.key, $0) }))
+            byKey: Dictionary(uniqueKeysWithValues: experiments.enumerated().map { ($1.experiment.key, $0) }),
+            serving: experiments.filter(\.isServing))
         entries.withLock { entries in
             var entry = entries[tenant] ?? Entry()
             guard entry.generation == generation else { return }

@@ -173,7 +173,9 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         if request.experimentKeys.count > configuration.maxAssignmentKeys {
             violations.append(FieldViolation("experiment_keys", "at most \(configuration.maxAssignmentKeys) keys, got \(request.experimentKeys.count)"))
         }
-        let attributesSize = request.attributes.fields.isEmpty ? 0 : ((try? request.attributes.serializedBytes() as Data)?.count ?? 0)
+        // An upper bound that needs no encoding; only large inputs are measured exactly.
+        let attributesSize = Self.estimatedSize(request.attributes) > ExperimentValidation.maxConditionBytes
+            ? ((try? request.attributes.serializedBytes() as Data)?.count ?? 0) : 0
         if attributesSize > ExperimentValidation.maxConditionBytes {
             violations.append(FieldViolation("attributes", "at most 64 KiB, got \(attributesSize) bytes"))
         }
@@ -181,7 +183,7 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         let snapshot = try await index.snapshot(tenant: tenant)
         let selected: [AssignableExperiment]
         if request.experimentKeys.isEmpty {
-            selected = snapshot.experiments.filter { $0.isServing }
+            selected = snapshot.serving
         } else {
             selected = try request.experimentKeys.map { key in
                 guard let position = snapshot.byKey[key] else { throw notFound(key) }
@@ -191,7 +193,7 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         let attributes = request.attributes.fields.mapValues(JSONValue.init)
         let now = Date()
         var response = Platform_Experimentation_V1_GetAssignmentsResponse()
-        response.assignments = selected.map { $0.assign(attributes, now: now) }
+        response.assignments = selected.map { $0.assign(attributes, now: now, payload: .encoded) }
         if request.logExposures {
             let exposures = response.assignments.filter(\.inExperiment).map { assignment in
                 ExposureRecord(experimentKey: assignment.experimentKey, variationKey: assignment.variationKey, unitID: assignment.hashValue_p,
@@ -371,6 +373,21 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
 
     private func notFound(_ key: String) -> RPCError {
         RPCError.rich(.notFound, "experiment \(key) not found", reason: "EXPERIMENT_NOT_FOUND", metadata: ["experiment_key": key])
+    }
+
+    /// At least the encoded size of `object`: keys and strings plus a
+    /// generous 16 bytes of framing per value.
+    static func estimatedSize(_ object: Google_Protobuf_Struct) -> Int {
+        object.fields.reduce(0) { $0 + $1.key.utf8.count + estimatedSize($1.value) }
+    }
+
+    static func estimatedSize(_ value: Google_Protobuf_Value) -> Int {
+        switch value.kind {
+        case .stringValue(let text): 16 + text.utf8.count
+        case .structValue(let object): 16 + estimatedSize(object)
+        case .listValue(let list): 16 + list.values.reduce(0) { $0 + estimatedSize($1) }
+        default: 16
+        }
     }
 
     /// The exposure id LogExposures derives when none is given: a unit's

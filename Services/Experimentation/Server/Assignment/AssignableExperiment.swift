@@ -8,7 +8,7 @@ public typealias Assignment = Platform_Experimentation_V1_Assignment
 /// An experiment prepared for assignment: defaults, bucket ranges and the
 /// targeting condition resolved once when it is loaded, so assigning a unit
 /// is a few hashes and comparisons.
-public struct AssignableExperiment: Sendable {
+public final class AssignableExperiment: Sendable {
     public let experiment: Experiment
     let ranges: [ClosedOpenRange]
     let condition: TargetingCondition?
@@ -28,6 +28,10 @@ public struct AssignableExperiment: Sendable {
     let status: Experiment.Status
     let variationKeys: [String]
     let variationValues: [Google_Protobuf_Value?]
+    /// Each variation's `Assignment.value` field already encoded, carried as
+    /// unknown fields: SwiftProtobuf writes those bytes as they are, where
+    /// encoding the Struct anew for every response cost more than assigning.
+    let encodedValues: [UnknownStorage]
     let namespace: (id: String, start: Double, end: Double)?
 
     struct PreparedFilter: Sendable {
@@ -60,61 +64,86 @@ public struct AssignableExperiment: Sendable {
         status = experiment.status
         variationKeys = experiment.variations.map(\.key)
         variationValues = experiment.variations.map { $0.hasValue ? $0.value : nil }
+        encodedValues = experiment.variations.map { variation in
+            guard variation.hasValue, let value: Data = try? variation.value.serializedBytes() else { return UnknownStorage() }
+            var field = Data([9 << 3 | 2])  // Assignment.value: field 9, length-delimited
+            var length = value.count
+            while length >= 0x80 {
+                field.append(UInt8(length & 0x7F | 0x80))
+                length >>= 7
+            }
+            field.append(UInt8(length))
+            field.append(value)
+            // An Empty message keeps every field it reads as unknown.
+            return (try? Google_Protobuf_Empty(serializedBytes: field))?.unknownFields ?? UnknownStorage()
+        }
         namespace = experiment.hasNamespace && !experiment.namespace.id.isEmpty
             ? (experiment.namespace.id, experiment.namespace.rangeStart, experiment.namespace.rangeEnd) : nil
         start = experiment.hasStartTime ? experiment.startTime.date : nil
         end = experiment.hasEndTime ? experiment.endTime.date : nil
     }
 
+    /// How `assign` returns the variation's payload.
+    public enum PayloadForm: Sendable {
+        /// In `Assignment.value`.
+        case message
+        /// Pre-encoded in the unknown fields, for an Assignment that is only
+        /// serialized (it decodes as `value` on the other side).
+        case encoded
+    }
+
     /// The variation `attributes` get, and why; the checks run in the order
     /// GetAssignments documents (GrowthBook's order).
-    public func assign(_ attributes: [String: JSONValue], now: Date) -> Assignment {
+    public func assign(_ attributes: [String: JSONValue], now: Date, payload: PayloadForm = .message) -> Assignment {
         var result = Assignment()
         result.experimentKey = key
         switch status {
         case .running:
-            if let start, now < start { return finish(&result, .notRunning) }
-            if let end, now >= end { return finish(&result, .notRunning) }
+            if let start, now < start { return finish(&result, .notRunning, payload: payload) }
+            if let end, now >= end { return finish(&result, .notRunning, payload: payload) }
         case .stopped:
-            guard let forcedIndex else { return finish(&result, .notRunning) }
-            if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted) }
-            return finish(&result, .forced, index: forcedIndex)
+            guard let forcedIndex else { return finish(&result, .notRunning, payload: payload) }
+            if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted, payload: payload) }
+            return finish(&result, .forced, index: forcedIndex, payload: payload)
         default:
-            return finish(&result, .notRunning)
+            return finish(&result, .notRunning, payload: payload)
         }
 
-        guard let (attribute, unitHash) = hashInput(attributes) else { return finish(&result, .noHashAttribute) }
+        guard let (attribute, unitHash) = hashInput(attributes) else { return finish(&result, .noHashAttribute, payload: payload) }
         result.hashAttribute = attribute
         result.hashValue_p = unitHash
 
         if !filters.isEmpty {
-            if filters.contains(where: { isFilteredOut($0, attributes) }) { return finish(&result, .filtered) }
+            if filters.contains(where: { isFilteredOut($0, attributes) }) { return finish(&result, .filtered, payload: payload) }
         } else if let namespace {
             if !GrowthBookHashing.inNamespace(hashValue: unitHash, id: namespace.id, start: namespace.start, end: namespace.end) {
-                return finish(&result, .notInNamespace)
+                return finish(&result, .notInNamespace, payload: payload)
             }
         }
-        if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted) }
+        if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted, payload: payload) }
 
         let bucket: Double
         switch hashVersion {
         case 1: bucket = GrowthBookHashing.hashV1(value: unitHash, seed: seed)
         case 2: bucket = GrowthBookHashing.hashV2(seedState: seedState, value: unitHash)
-        default: return finish(&result, .notInCoverage)
+        default: return finish(&result, .notInCoverage, payload: payload)
         }
         result.bucket = bucket
         let index = GrowthBookHashing.chooseVariation(bucket: bucket, ranges: ranges)
-        guard index >= 0 else { return finish(&result, .notInCoverage) }
+        guard index >= 0 else { return finish(&result, .notInCoverage, payload: payload) }
         result.inExperiment = true
-        return finish(&result, .assigned, index: index)
+        return finish(&result, .assigned, index: index, payload: payload)
     }
 
-    private func finish(_ result: inout Assignment, _ reason: Assignment.Reason, index: Int = 0) -> Assignment {
+    private func finish(_ result: inout Assignment, _ reason: Assignment.Reason, index: Int = 0, payload: PayloadForm) -> Assignment {
         result.reason = reason
         result.variationIndex = Int32(index)
         if variationKeys.indices.contains(index) {
             result.variationKey = variationKeys[index]
-            if let value = variationValues[index] { result.value = value }
+            switch payload {
+            case .message: if let value = variationValues[index] { result.value = value }
+            case .encoded: result.unknownFields = encodedValues[index]
+            }
         }
         return result
     }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Experimentation benchmark. Release builds; the server pinned to core 0 and
+# h2load to core 1 (scripts/lib/benchmark.sh):
+#   - GetAssignments for one unit against the 50 running experiments of
+#     Benchmarks/AssignmentBenchmark (plain, targeted, partial coverage,
+#     namespaced), closed loop at 1x1, 1x16, 4x16, then open loop at a fixed
+#     20k requests/s (4 connections x 5000/s) for latency under that load;
+#   - the raw assignment function in one thread (assignments per second).
+# Each point is the median of RUNS runs of DURATION seconds.
+#
+#   scripts/benchmark-experimentation.sh      # RUNS=3 DURATION=10
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+./scripts/install-dependencies.sh >/dev/null
+
+runs=${RUNS:-3}
+duration=${DURATION:-10}
+swift build -c release --product experimentation >&2
+swift build -c release --product assignment-benchmark >&2
+bin=$(swift build -c release --show-bin-path)
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+. "$root/scripts/lib/benchmark.sh"
+
+port=7994
+taskset -c 0 "$bin/experimentation" --port $port --admin-port 0 --host 127.0.0.1 --data-dir "$work/data" --log-level warning > "$work/server.log" 2>&1 &
+wait_for_port $port
+"$bin/assignment-benchmark" --print-experiments > "$work/experiments.jsonl"
+"$bin/experimentation" apply --tenant bench --address 127.0.0.1:$port "$work/experiments.jsonl" >&2
+
+# GetAssignmentsRequest{attributes: {id, country, plan, app_version}}, every running experiment.
+python3 - "$work/assign.bin" <<'PY'
+import struct, sys
+def varint(n):
+    out = b""
+    while True:
+        byte = n & 0x7F; n >>= 7
+        if n: out += bytes([byte | 0x80])
+        else: return out + bytes([byte])
+def field(number, data): return varint(number << 3 | 2) + varint(len(data)) + data
+def string_value(text): return field(3, text.encode())          # Value.string_value
+attributes = {"id": "user-4242", "country": "DE", "plan": "pro", "app_version": "3.7.1"}
+struct_ = b"".join(field(1, field(1, k.encode()) + field(2, string_value(v))) for k, v in attributes.items())
+message = field(1, struct_)                                       # GetAssignmentsRequest.attributes
+open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+PY
+
+args=(-H "content-type: application/grpc" -H "te: trailers" -H "x-tenant-id: bench" -d "$work/assign.bin")
+url="http://127.0.0.1:$port/platform.experimentation.v1.ExperimentationService/GetAssignments"
+echo "# experimentation benchmark: median of $runs x ${duration}s; server on core 0, h2load on core 1"
+printf '%-28s %-8s %12s %10s %10s %8s\n' server load "req/s" p50 p99 failed
+for shape in "1 1" "1 16" "4 16"; do
+  set -- $shape
+  report "GetAssignments (50 exps)" "$1x$2" "$(measure "$url" "$1" "$2" "${args[@]}")"
+done
+report "GetAssignments (50 exps)" "20k/s" "$(measure "$url" 4 16 "${args[@]}" --rps 5000)"
+kill %1 2>/dev/null || true
+
+echo "# raw assignment function, one thread on core 0"
+taskset -c 0 "$bin/assignment-benchmark" 200000 "$runs"

@@ -1,0 +1,34 @@
+# Shared by the benchmark scripts (sourced): h2load runs and their report.
+# Needs $runs, $duration and $work.
+
+measure() {  # url, clients, streams, extra h2load args... -> "req/s p50 p99 failed" (median run by req/s)
+  local url=$1 clients=$2 streams=$3; shift 3
+  local results=()
+  for _ in $(seq 1 "$runs"); do
+    out=$(taskset -c 1 h2load -D "$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 \
+      --log-file="$work/latency.tsv" "$@" "$url" 2>&1)
+    rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')
+    errors=$(echo "$out" | awk '/^requests:/ {print $10+$12+$14}')
+    # Per-request latencies (third column, microseconds) give the percentiles.
+    percentiles=$(sort -n -k3,3 "$work/latency.tsv" | awk '{ v[NR] = $3 } END {
+      if (NR == 0) { print "- -"; exit }
+      printf "%dus %dus\n", v[int(NR * 0.50) + 1], v[int(NR * 0.99) + 1] }')
+    results+=("$rps $percentiles $errors")
+  done
+  printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"
+}
+
+report() {  # name, shape, "req/s p50 p99 failed"
+  read -r rps p50 p99 errors <<<"$3"
+  printf '%-28s %-8s %12s %10s %10s %8s\n' "$1" "$2" "$rps" "$p50" "$p99" "$errors"
+}
+
+
+wait_for_port() {  # port: waits until something accepts connections on it
+  for _ in $(seq 1 300); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
