@@ -399,3 +399,57 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 }
+
+@Suite struct StickyAssignmentTests {
+    @Test(arguments: Backend.allCases)
+    func assignedUnitsKeepTheirVariationWhenWeightsChange(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend)
+        var experiment = ExperimentationFixture.experiment("ramp", weights: [0.9, 0.1])
+        experiment.stickyAssignment = true
+        _ = try await fixture.create(experiment)
+        let units = (0..<200).map { "unit-\($0)" }
+        var before: [String: String] = [:]
+        for unit in units {
+            let response = try await fixture.assign(["id": .init(stringValue: unit)], keys: ["ramp"])
+            #expect(response.assignments[0].reason == .assigned)
+            before[unit] = response.assignments[0].variationKey
+        }
+        // Sticky assignments are stored in the background: wait until all are.
+        var stored = false
+        for _ in 0..<50 where !stored {
+            try await Task.sleep(for: .milliseconds(100))
+            let response = try await fixture.assign(["id": .init(stringValue: units.last!)], keys: ["ramp"])
+            stored = response.assignments[0].sticky
+        }
+        try #require(stored)
+
+        // Ramp the treatment up while running: allowed because it is sticky.
+        let current = try await fixture.client.getExperiment(.with { $0.key = "ramp" }, options: ExperimentationFixture.options())
+        var ramped = current
+        ramped.variations[0].weight = 0.1
+        ramped.variations[1].weight = 0.9
+        _ = try await fixture.client.updateExperiment(.with { $0.experiment = ramped; $0.updateMask.paths = ["variations"] },
+                                                      options: ExperimentationFixture.options())
+        for unit in units {
+            let response = try await fixture.assign(["id": .init(stringValue: unit)], keys: ["ramp"])
+            #expect(response.assignments[0].variationKey == before[unit], "\(unit) moved")
+            #expect(response.assignments[0].sticky)
+        }
+        // New units follow the new split: most now get the treatment.
+        var treated = 0
+        for index in 0..<200 {
+            let response = try await fixture.assign(["id": .init(stringValue: "new-\(index)")], keys: ["ramp"])
+            #expect(!response.assignments[0].sticky)
+            if response.assignments[0].variationKey == "treatment1" { treated += 1 }
+        }
+        #expect(treated > 150, "\(treated) of 200 new units in treatment")
+
+        // Immutable once created.
+        await expectStatus(.invalidArgument, mentioning: "sticky_assignment") {
+            _ = try await fixture.client.updateExperiment(.with {
+                $0.experiment.key = "ramp"; $0.updateMask.paths = ["sticky_assignment"]
+            }, options: ExperimentationFixture.options())
+        }
+        await fixture.stop()
+    }
+}

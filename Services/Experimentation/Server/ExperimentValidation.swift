@@ -104,15 +104,19 @@ enum ExperimentValidation {
 
     /// Fields whose change would move units already assigned by a running
     /// experiment.
+    /// A sticky experiment's assigned units keep their variation whatever
+    /// the split says, so only the keys, seed and hashing matter there.
     static func reassigningChanges(from current: Experiment, to next: Experiment) -> [String] {
         var fields: [String] = []
-        if current.variations.map(\.key) != next.variations.map(\.key) || current.variations.map(\.weight) != next.variations.map(\.weight) {
+        let weightsChanged = current.variations.map(\.weight) != next.variations.map(\.weight)
+        if current.variations.map(\.key) != next.variations.map(\.key) || (weightsChanged && !current.stickyAssignment) {
             fields.append("variations")
         }
         if current.seed != next.seed { fields.append("seed") }
         if current.hashAttribute != next.hashAttribute { fields.append("hash_attribute") }
         if current.fallbackAttribute != next.fallbackAttribute { fields.append("fallback_attribute") }
         if current.hashVersion != next.hashVersion { fields.append("hash_version") }
+        if current.stickyAssignment { return fields }
         if current.namespace != next.namespace || current.hasNamespace != next.hasNamespace { fields.append("namespace") }
         if current.filters != next.filters { fields.append("filters") }
         let coverage = { (e: Experiment) in e.hasCoverage ? e.coverage : 1 }
@@ -128,7 +132,7 @@ enum ExperimentMask {
         "namespace", "filters", "condition", "status", "forced_variation_key", "start_time", "end_time", "tags", "owner",
         "metric_keys",
     ]
-    static let outputOnly: Set<String> = ["key", "create_time", "update_time", "etag"]
+    static let outputOnly: Set<String> = ["key", "create_time", "update_time", "etag", "sticky_assignment"]
 
     static func violations(_ paths: [String]) -> [FieldViolation] {
         paths.compactMap { path in

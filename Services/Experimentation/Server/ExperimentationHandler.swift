@@ -192,8 +192,28 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         }
         let attributes = request.attributes.fields.mapValues(JSONValue.init)
         let now = Date()
+        // Sticky experiments first look up the unit's stored variations, in one read.
+        var stickyUnits: [StickyUnit] = []
+        for experiment in selected where experiment.isSticky {
+            if let unit = experiment.stickyUnit(attributes) { stickyUnits.append(StickyUnit(experimentKey: experiment.key, unitID: unit)) }
+        }
+        let stored = stickyUnits.isEmpty ? [:] : try await store.stickyVariations(tenant: tenant, units: stickyUnits)
         var response = Platform_Experimentation_V1_GetAssignmentsResponse()
-        response.assignments = selected.map { $0.assign(attributes, now: now, payload: .encoded) }
+        var newSticky: [StickyRecord] = []
+        response.assignments = selected.map { experiment in
+            guard experiment.isSticky else { return experiment.assign(attributes, now: now, payload: .encoded) }
+            let unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) }
+            let assignment = experiment.assign(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] }, payload: .encoded)
+            if let unit, assignment.reason == .assigned, !assignment.sticky {
+                newSticky.append(StickyRecord(unit: unit, variationKey: assignment.variationKey))
+            }
+            return assignment
+        }
+        // First assignments are stored in the background; until then the
+        // hash gives the same variation, so an answer never changes.
+        if !newSticky.isEmpty, !pipeline.submitWithoutWaiting(IngestionBatch(tenant: tenant, sticky: newSticky)) {
+            logger.warning("sticky assignments not stored: ingestion queue full", metadata: ["count": "\(newSticky.count)"])
+        }
         if request.logExposures {
             let exposures = response.assignments.filter(\.inExperiment).map { assignment in
                 ExposureRecord(experimentKey: assignment.experimentKey, variationKey: assignment.variationKey, unitID: assignment.hashValue_p,

@@ -211,6 +211,17 @@ public nonisolated struct Platform_Experimentation_V1_Experiment: @unchecked Sen
     set {_uniqueStorage()._metricKeys = newValue}
   }
 
+  /// Sticky assignment (GrowthBook's sticky bucketing): the variation a unit
+  /// is first ASSIGNED is stored, and the unit keeps it whatever later
+  /// changes to weights, coverage, namespace or filters would say. While
+  /// RUNNING, a sticky experiment may therefore change weights and coverage
+  /// (not variation keys or order, seed or hashing): new units follow the
+  /// new split, assigned ones stay. Set on create; immutable.
+  public var stickyAssignment: Bool {
+    get {_storage._stickyAssignment}
+    set {_uniqueStorage()._stickyAssignment = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Where an experiment is in its life.
@@ -692,6 +703,10 @@ public nonisolated struct Platform_Experimentation_V1_Assignment: Sendable {
   /// Clears the value of `value`. Subsequent reads from it will return its default value.
   public mutating func clearValue() {self._value = nil}
 
+  /// True when the variation is the unit's stored sticky assignment rather
+  /// than the one its hash picks now (Experiment.sticky_assignment).
+  public var sticky: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Why the unit got the variation it got. GetAssignments documents the
@@ -1133,7 +1148,7 @@ fileprivate nonisolated let _protobuf_package = "platform.experimentation.v1"
 
 nonisolated extension Platform_Experimentation_V1_Experiment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Experiment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}name\0\u{1}description\0\u{1}variations\0\u{1}coverage\0\u{3}hash_attribute\0\u{3}fallback_attribute\0\u{1}seed\0\u{3}hash_version\0\u{1}namespace\0\u{1}filters\0\u{1}condition\0\u{1}status\0\u{3}forced_variation_key\0\u{3}start_time\0\u{3}end_time\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0\u{1}tags\0\u{1}owner\0\u{3}metric_keys\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}name\0\u{1}description\0\u{1}variations\0\u{1}coverage\0\u{3}hash_attribute\0\u{3}fallback_attribute\0\u{1}seed\0\u{3}hash_version\0\u{1}namespace\0\u{1}filters\0\u{1}condition\0\u{1}status\0\u{3}forced_variation_key\0\u{3}start_time\0\u{3}end_time\0\u{3}create_time\0\u{3}update_time\0\u{1}etag\0\u{1}tags\0\u{1}owner\0\u{3}metric_keys\0\u{3}sticky_assignment\0")
 
   fileprivate class _StorageClass {
     var _key: String = String()
@@ -1158,6 +1173,7 @@ nonisolated extension Platform_Experimentation_V1_Experiment: SwiftProtobuf.Mess
     var _tags: [String] = []
     var _owner: String = String()
     var _metricKeys: [String] = []
+    var _stickyAssignment: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1190,6 +1206,7 @@ nonisolated extension Platform_Experimentation_V1_Experiment: SwiftProtobuf.Mess
       _tags = source._tags
       _owner = source._owner
       _metricKeys = source._metricKeys
+      _stickyAssignment = source._stickyAssignment
     }
   }
 
@@ -1230,6 +1247,7 @@ nonisolated extension Platform_Experimentation_V1_Experiment: SwiftProtobuf.Mess
         case 20: try { try decoder.decodeRepeatedStringField(value: &_storage._tags) }()
         case 21: try { try decoder.decodeSingularStringField(value: &_storage._owner) }()
         case 22: try { try decoder.decodeRepeatedStringField(value: &_storage._metricKeys) }()
+        case 23: try { try decoder.decodeSingularBoolField(value: &_storage._stickyAssignment) }()
         default: break
         }
       }
@@ -1308,6 +1326,9 @@ nonisolated extension Platform_Experimentation_V1_Experiment: SwiftProtobuf.Mess
       if !_storage._metricKeys.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._metricKeys, fieldNumber: 22)
       }
+      if _storage._stickyAssignment != false {
+        try visitor.visitSingularBoolField(value: _storage._stickyAssignment, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1339,6 +1360,7 @@ nonisolated extension Platform_Experimentation_V1_Experiment: SwiftProtobuf.Mess
         if _storage._tags != rhs_storage._tags {return false}
         if _storage._owner != rhs_storage._owner {return false}
         if _storage._metricKeys != rhs_storage._metricKeys {return false}
+        if _storage._stickyAssignment != rhs_storage._stickyAssignment {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1919,7 +1941,7 @@ nonisolated extension Platform_Experimentation_V1_GetAssignmentsResponse: SwiftP
 
 nonisolated extension Platform_Experimentation_V1_Assignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Assignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}experiment_key\0\u{3}variation_key\0\u{3}variation_index\0\u{3}in_experiment\0\u{3}hash_attribute\0\u{3}hash_value\0\u{1}bucket\0\u{1}reason\0\u{1}value\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}experiment_key\0\u{3}variation_key\0\u{3}variation_index\0\u{3}in_experiment\0\u{3}hash_attribute\0\u{3}hash_value\0\u{1}bucket\0\u{1}reason\0\u{1}value\0\u{1}sticky\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1936,6 +1958,7 @@ nonisolated extension Platform_Experimentation_V1_Assignment: SwiftProtobuf.Mess
       case 7: try { try decoder.decodeSingularDoubleField(value: &self._bucket) }()
       case 8: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._value) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.sticky) }()
       default: break
       }
     }
@@ -1973,6 +1996,9 @@ nonisolated extension Platform_Experimentation_V1_Assignment: SwiftProtobuf.Mess
     try { if let v = self._value {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     } }()
+    if self.sticky != false {
+      try visitor.visitSingularBoolField(value: self.sticky, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1986,6 +2012,7 @@ nonisolated extension Platform_Experimentation_V1_Assignment: SwiftProtobuf.Mess
     if lhs._bucket != rhs._bucket {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs._value != rhs._value {return false}
+    if lhs.sticky != rhs.sticky {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

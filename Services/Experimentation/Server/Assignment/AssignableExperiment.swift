@@ -33,6 +33,8 @@ public final class AssignableExperiment: Sendable {
     /// encoding the Struct anew for every response cost more than assigning.
     let encodedValues: [UnknownStorage]
     let namespace: (id: String, start: Double, end: Double)?
+    /// Whether first assignments are stored and kept (sticky assignment).
+    public let isSticky: Bool
 
     struct PreparedFilter: Sendable {
         var attribute: String
@@ -62,6 +64,7 @@ public final class AssignableExperiment: Sendable {
         }
         key = experiment.key
         status = experiment.status
+        isSticky = experiment.stickyAssignment
         variationKeys = experiment.variations.map(\.key)
         variationValues = experiment.variations.map { $0.hasValue ? $0.value : nil }
         encodedValues = experiment.variations.map { variation in
@@ -92,9 +95,18 @@ public final class AssignableExperiment: Sendable {
         case encoded
     }
 
+    /// The value a sticky assignment of `attributes` is stored under (the
+    /// hash value), or nil when the unit has none.
+    public func stickyUnit(_ attributes: [String: JSONValue]) -> String? {
+        isSticky ? hashInput(attributes)?.1 : nil
+    }
+
     /// The variation `attributes` get, and why; the checks run in the order
-    /// GetAssignments documents (GrowthBook's order).
-    public func assign(_ attributes: [String: JSONValue], now: Date, payload: PayloadForm = .message) -> Assignment {
+    /// GetAssignments documents (GrowthBook's order). `stickyVariation` is
+    /// the unit's stored sticky assignment: as in GrowthBook, it skips the
+    /// filter, namespace and coverage checks, not targeting.
+    public func assign(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil,
+                       payload: PayloadForm = .message) -> Assignment {
         var result = Assignment()
         result.experimentKey = key
         switch status {
@@ -113,7 +125,10 @@ public final class AssignableExperiment: Sendable {
         result.hashAttribute = attribute
         result.hashValue_p = unitHash
 
-        if !filters.isEmpty {
+        let stickyIndex = stickyVariation.flatMap { variationKeys.firstIndex(of: $0) }
+        if stickyIndex != nil {
+            // Already in: filters and namespace only decide who enters.
+        } else if !filters.isEmpty {
             if filters.contains(where: { isFilteredOut($0, attributes) }) { return finish(&result, .filtered, payload: payload) }
         } else if let namespace {
             if !GrowthBookHashing.inNamespace(hashValue: unitHash, id: namespace.id, start: namespace.start, end: namespace.end) {
@@ -121,6 +136,11 @@ public final class AssignableExperiment: Sendable {
             }
         }
         if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted, payload: payload) }
+        if let stickyIndex {
+            result.inExperiment = true
+            result.sticky = true
+            return finish(&result, .assigned, index: stickyIndex, payload: payload)
+        }
 
         let bucket: Double
         switch hashVersion {

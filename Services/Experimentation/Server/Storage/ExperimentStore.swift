@@ -33,6 +33,10 @@ public protocol ExperimentStore: Sendable {
     /// each batch's idempotency record; returns each batch's outcome.
     func ingest(_ batches: [IngestionBatch]) async throws -> [IngestionResult]
 
+    /// Stored sticky variations: for each (experiment key, unit) asked, the
+    /// variation key when one is stored.
+    func stickyVariations(tenant: TenantID, units: [StickyUnit]) async throws -> [StickyUnit: String]
+
     /// Each unit exposed to the experiment: its variations, the metric
     /// summed from its first exposure on, and the covariate summed over
     /// `preperiod` before it.
@@ -69,13 +73,16 @@ public struct IngestionBatch: Sendable {
     public var tenant: TenantID
     public var exposures: [ExposureRecord] = []
     public var events: [EventRecord] = []
+    /// First assignments of sticky experiments; a unit's first stored
+    /// variation wins. Not counted in the batch's counts.
+    public var sticky: [StickyRecord] = []
     /// With the key, the response is stored in the same transaction, so a
     /// retry replays it.
     public var idempotency: IdempotencyKey?
     /// Builds the serialized response from the counts.
     public var response: @Sendable (IngestionCounts) -> Data = { _ in Data() }
 
-    public var count: Int { exposures.count + events.count }
+    public var count: Int { exposures.count + events.count + sticky.count }
 }
 
 public enum IngestionResult: Sendable, Equatable {
@@ -109,6 +116,17 @@ public struct EventRecord: Sendable {
     /// Nil: no deduplication.
     public var eventID: String?
     public var attributesJSON: String
+}
+
+/// A unit of one experiment: its hash value there.
+public struct StickyUnit: Sendable, Hashable {
+    public var experimentKey: String
+    public var unitID: String
+}
+
+public struct StickyRecord: Sendable {
+    public var unit: StickyUnit
+    public var variationKey: String
 }
 
 /// One unit's data for results.

@@ -43,6 +43,13 @@ public final class PostgresExperimentStore: ExperimentStore {
             "CREATE INDEX events_by_unit ON events (tenant, event_key, unit_id, time)",
             PostgresStorage.idempotencyTable,
         ]),
+        (2, [
+            """
+            CREATE TABLE sticky_assignments (
+                tenant TEXT NOT NULL, experiment_key TEXT NOT NULL, unit_id TEXT NOT NULL, variation_key TEXT NOT NULL,
+                PRIMARY KEY (tenant, experiment_key, unit_id))
+            """,
+        ]),
     ]
 
     // MARK: Experiments
@@ -168,6 +175,14 @@ public final class PostgresExperimentStore: ExperimentStore {
                     counts.accepted += inserted
                     counts.duplicates += batch.events.count - inserted
                 }
+                if !batch.sticky.isEmpty {
+                    try await connection.query("""
+                        INSERT INTO sticky_assignments (tenant, experiment_key, unit_id, variation_key)
+                        SELECT \(batch.tenant.value), * FROM UNNEST(\(batch.sticky.map(\.unit.experimentKey))::TEXT[],
+                            \(batch.sticky.map(\.unit.unitID))::TEXT[], \(batch.sticky.map(\.variationKey))::TEXT[])
+                        ON CONFLICT DO NOTHING
+                        """, logger: logger)
+                }
                 if let key = batch.idempotency {
                     try await PostgresStorage.storeIdempotent(connection, tenant: batch.tenant, key: key, response: batch.response(counts), now: now, logger: logger)
                 }
@@ -181,6 +196,21 @@ public final class PostgresExperimentStore: ExperimentStore {
         var count = 0
         for try await _ in rows { count += 1 }
         return count
+    }
+
+    public func stickyVariations(tenant: TenantID, units: [StickyUnit]) async throws -> [StickyUnit: String] {
+        guard !units.isEmpty else { return [:] }
+        let rows = try await client.query("""
+            SELECT s.experiment_key, s.unit_id, s.variation_key FROM sticky_assignments s
+            JOIN UNNEST(\(units.map(\.experimentKey))::TEXT[], \(units.map(\.unitID))::TEXT[]) AS u(experiment_key, unit_id)
+              ON s.experiment_key = u.experiment_key AND s.unit_id = u.unit_id
+            WHERE s.tenant = \(tenant.value)
+            """, logger: logger)
+        var found: [StickyUnit: String] = [:]
+        for try await (experiment, unit, variation) in rows.decode((String, String, String).self) {
+            found[StickyUnit(experimentKey: experiment, unitID: unit)] = variation
+        }
+        return found
     }
 
     public func unitMetrics(tenant: TenantID, experimentKey: String, metricKey: String, covariateKey: String?,

@@ -70,6 +70,17 @@ public final class SQLiteExperimentStore: ExperimentStore {
                 """)
             try db.execute(sql: SQLiteIdempotency.table)
         }
+        migrator.registerMigration("v2: sticky assignments") { db in
+            try db.execute(sql: """
+                CREATE TABLE sticky_assignments (
+                    tenant TEXT NOT NULL,
+                    experiment_key TEXT NOT NULL,
+                    unit_id TEXT NOT NULL,
+                    variation_key TEXT NOT NULL,
+                    PRIMARY KEY (tenant, experiment_key, unit_id)
+                ) WITHOUT ROWID
+                """)
+        }
         return migrator
     }
 
@@ -155,6 +166,9 @@ public final class SQLiteExperimentStore: ExperimentStore {
                 INSERT INTO events (tenant, event_key, unit_id, value, time, event_id, attributes)
                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
                 """)
+            let sticky = try db.cachedStatement(sql: """
+                INSERT INTO sticky_assignments (tenant, experiment_key, unit_id, variation_key) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING
+                """)
             var results: [IngestionResult] = []
             for batch in batches {
                 if let key = batch.idempotency {
@@ -175,12 +189,31 @@ public final class SQLiteExperimentStore: ExperimentStore {
                                                   Self.micros(record.time), record.eventID, record.attributesJSON])
                     if db.changesCount > 0 { counts.accepted += 1 } else { counts.duplicates += 1 }
                 }
+                for record in batch.sticky {
+                    try sticky.execute(arguments: [batch.tenant.value, record.unit.experimentKey, record.unit.unitID, record.variationKey])
+                }
                 if let key = batch.idempotency {
                     try SQLiteIdempotency.store(db, tenant: batch.tenant, key: key, response: batch.response(counts), now: now)
                 }
                 results.append(.stored(counts))
             }
             return results
+        }
+    }
+
+    public func stickyVariations(tenant: TenantID, units: [StickyUnit]) async throws -> [StickyUnit: String] {
+        guard !units.isEmpty else { return [:] }
+        return try await pool.read { db in
+            var found: [StickyUnit: String] = [:]
+            let statement = try db.cachedStatement(sql: """
+                SELECT variation_key FROM sticky_assignments WHERE tenant = ? AND experiment_key = ? AND unit_id = ?
+                """)
+            for unit in units {
+                if let variation = try String.fetchOne(statement, arguments: [tenant.value, unit.experimentKey, unit.unitID]) {
+                    found[unit] = variation
+                }
+            }
+            return found
         }
     }
 
