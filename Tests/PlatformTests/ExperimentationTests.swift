@@ -453,3 +453,90 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 }
+
+@Suite struct ExperimentResultsTests {
+    @Test(arguments: Backend.allCases)
+    func resultsJoinEventsToExposures(backend: Backend) async throws {
+        let fixture = try await ExperimentationFixture(backend)
+        _ = try await fixture.create(ExperimentationFixture.experiment("checkout"))
+        _ = try await fixture.create(ExperimentationFixture.experiment("later", status: .draft))
+        let start = Date().addingTimeInterval(-3600)
+        var exposures: [Platform_Experimentation_V1_Exposure] = []
+        var events: [Platform_Experimentation_V1_Event] = []
+        func at(_ minutes: Double) -> Google_Protobuf_Timestamp { Google_Protobuf_Timestamp(date: start.addingTimeInterval(minutes * 60)) }
+        for index in 0..<40 {
+            let variation = index % 2 == 0 ? "control" : "treatment1"
+            let unit = "u\(index)"
+            exposures.append(.with { $0.experimentKey = "checkout"; $0.variationKey = variation; $0.unitID = unit; $0.time = at(10) })
+            // Control units spend 10 + index % 5, treatment units 12 + index % 5, after exposure.
+            let spend = Double(variation == "control" ? 10 : 12) + Double(index % 5)
+            events.append(.with { $0.eventKey = "revenue"; $0.unitID = unit; $0.value = spend; $0.time = at(20) })
+            // Spending before the exposure is not the experiment's doing: only the covariate.
+            events.append(.with { $0.eventKey = "revenue"; $0.unitID = unit; $0.value = Double(index % 5) * 2; $0.time = at(5) })
+        }
+        // A unit that saw both variations counts in neither.
+        exposures.append(.with { $0.experimentKey = "checkout"; $0.variationKey = "treatment1"; $0.unitID = "u0"; $0.time = at(11) })
+        _ = try await fixture.client.logExposures(.with { $0.exposures = exposures }, options: ExperimentationFixture.options())
+        _ = try await fixture.client.trackEvents(.with { $0.events = events }, options: ExperimentationFixture.options())
+
+        let results = try await fixture.client.getResults(.with { $0.experimentKey = "checkout"; $0.metricKey = "revenue" },
+                                                          options: ExperimentationFixture.options())
+        #expect(results.variations.map(\.variationKey) == ["control", "treatment1"])
+        #expect(results.variations.map(\.units) == [19, 20])
+        #expect(results.totalExposures == 41)
+        let control = results.variations[0], treatment = results.variations[1]
+        // Control without u0 (spend 10): 19 units; treatment: 20 units.
+        let controlSpends = (1..<20).map { 10.0 + Double((2 * $0) % 5) }
+        #expect(abs(control.mean - controlSpends.reduce(0, +) / 19) < 1e-9)
+        #expect(abs(treatment.mean - 14) < 1e-9)
+        #expect(treatment.lift > 0.15 && treatment.lift < 0.25)
+        #expect(treatment.liftCi.lower < treatment.lift && treatment.lift < treatment.liftCi.upper)
+        #expect(treatment.pValue < 0.01)
+        #expect(control.pValue == 1 && control.lift == 0)
+        #expect(!results.srmDetected)
+
+        // CUPED uses the pre-exposure spend as covariate and narrows the interval.
+        let cuped = try await fixture.client.getResults(.with { $0.experimentKey = "checkout"; $0.metricKey = "revenue"; $0.cuped = true },
+                                                        options: ExperimentationFixture.options())
+        let narrow = cuped.variations[1].liftCi.upper - cuped.variations[1].liftCi.lower
+        #expect(narrow < (treatment.liftCi.upper - treatment.liftCi.lower) / 2)
+        // The sequential interval is wider than the fixed-horizon one.
+        let sequential = try await fixture.client.getResults(.with { $0.experimentKey = "checkout"; $0.metricKey = "revenue"; $0.kind = .sequential },
+                                                             options: ExperimentationFixture.options())
+        #expect(sequential.variations[1].liftCi.upper - sequential.variations[1].liftCi.lower > treatment.liftCi.upper - treatment.liftCi.lower)
+
+        await expectStatus(.failedPrecondition, mentioning: "DRAFT") {
+            _ = try await fixture.client.getResults(.with { $0.experimentKey = "later"; $0.metricKey = "revenue" }, options: ExperimentationFixture.options())
+        }
+        await expectStatus(.notFound, mentioning: "nope") {
+            _ = try await fixture.client.getResults(.with { $0.experimentKey = "nope"; $0.metricKey = "revenue" }, options: ExperimentationFixture.options())
+        }
+        await expectStatus(.invalidArgument, mentioning: "alpha") {
+            _ = try await fixture.client.getResults(.with { $0.experimentKey = "checkout"; $0.metricKey = "revenue"; $0.alpha = 0.7 },
+                                                    options: ExperimentationFixture.options())
+        }
+        await expectStatus(.invalidArgument, mentioning: "covariate_metric_key") {
+            _ = try await fixture.client.getResults(.with { $0.experimentKey = "checkout"; $0.metricKey = "revenue"; $0.covariateMetricKey = "x" },
+                                                    options: ExperimentationFixture.options())
+        }
+        await fixture.stop()
+    }
+
+    @Test func aSkewedSplitIsFlagged() async throws {
+        let fixture = try await ExperimentationFixture()
+        _ = try await fixture.create(ExperimentationFixture.experiment("skewed"))
+        let exposures = (0..<1_300).map { index in
+            Platform_Experimentation_V1_Exposure.with {
+                $0.experimentKey = "skewed"
+                $0.variationKey = index < 800 ? "control" : "treatment1"
+                $0.unitID = "u\(index)"
+            }
+        }
+        _ = try await fixture.client.logExposures(.with { $0.exposures = exposures }, options: ExperimentationFixture.options())
+        let results = try await fixture.client.getResults(.with { $0.experimentKey = "skewed"; $0.metricKey = "purchase" },
+                                                          options: ExperimentationFixture.options())
+        #expect(results.srmDetected)
+        #expect(results.srmPValue < 0.001)
+        await fixture.stop()
+    }
+}

@@ -341,7 +341,13 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
             throw RPCError.rich(.failedPrecondition, "experiment \(experiment.key) never ran (DRAFT): there are no results",
                                 reason: "EXPERIMENT_NOT_STARTED", metadata: ["experiment_key": experiment.key])
         }
-        throw RPCError(.unimplemented, "GetResults is not available yet")
+        let units = try await store.unitMetrics(
+            tenant: tenant, experimentKey: experiment.key, metricKey: request.metricKey,
+            covariateKey: request.cuped ? (request.covariateMetricKey.isEmpty ? request.metricKey : request.covariateMetricKey) : nil,
+            preperiod: configuration.cupedPreperiod)
+        return ExperimentResults.compute(
+            experiment: experiment, metricKey: request.metricKey, units: units, cuped: request.cuped,
+            sequential: request.kind == .sequential, alpha: request.alpha == 0 ? 0.05 : request.alpha)
     }
 
     // MARK: Helpers
