@@ -204,7 +204,11 @@ var services: [ServiceModule] {
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
-        ServiceModule(folder: "FeatureStore"),
+        ServiceModule(folder: "FeatureStore", extraDependencies: [
+            "StandardServices", "StorageKit",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         ServiceModule(folder: "Inference"),
         ServiceModule(folder: "Experimentation", mainDependencies: [
             "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf"),

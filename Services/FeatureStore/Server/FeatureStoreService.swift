@@ -1,13 +1,38 @@
+import Foundation
 import Logging
 import MeridianRPC
 import ServiceKit
 
-/// Builds the feature-store service from its configuration: what the executable runs
+/// Builds the feature store from its configuration: what the executable runs
 /// and what tests start in-process.
+///
+/// Storage is SQLite under `dataDirectory`, migrated on start, with the
+/// registry and recently read rows held in memory in front of it.
 public func buildService(
     configuration: ServiceConfiguration,
     logger: Logger = Logger(label: "feature-store"),
     metricsExporter: (@Sendable () -> [UInt8])? = nil
 ) async throws -> ServiceHost {
-    ServiceHost(configuration: configuration, services: [], logger: logger, metricsExporter: metricsExporter)
+    if configuration.databaseURL != nil {
+        throw RPCError(.unimplemented, "the feature store stores on SQLite only for now; unset --database-url")
+    }
+    let directory = configuration.dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("meridian-feature-store").path
+    let storage: any FeatureStorage = try SQLiteFeatureStorage(path: (directory as NSString).appendingPathComponent("features.sqlite"))
+    let handler = FeatureStoreHandler(
+        storage: storage, cache: OnlineCache(storage: storage),
+        pageTokenSecret: try pageTokenSecret(directory: directory, environmentVariable: "FEATURE_STORE_PAGE_TOKEN_SECRET"),
+        logger: logger)
+    let pruning = Task {
+        while !Task.isCancelled {
+            try? await storage.pruneExpired(now: Date())
+            try? await Task.sleep(for: .seconds(3600))
+        }
+    }
+    return ServiceHost(
+        configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
+        readinessCheck: { await storage.isAvailable() },
+        onShutdown: {
+            pruning.cancel()
+            try? await storage.close()
+        })
 }

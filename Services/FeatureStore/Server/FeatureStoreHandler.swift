@@ -1,0 +1,438 @@
+import Contracts
+import Foundation
+import Logging
+import MeridianRPC
+import ServiceKit
+import StandardProtos
+import StandardServices
+import SwiftProtobuf
+
+/// `platform.featurestore.v1.FeatureStoreService`: the registry (views and
+/// feature services, applied declaratively and versioned), writes where the
+/// latest event time wins, and Feast-shaped online lookups with the TTL
+/// enforced.
+public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceHandler {
+    public struct Configuration: Sendable {
+        /// Most rows per WriteFeatures.
+        public var maxWriteRows = 10_000
+        /// Most entity rows per GetOnlineFeatures.
+        public var maxLookupRows = 1000
+        /// Most feature references per GetOnlineFeatures.
+        public var maxFeatureRefs = 1000
+        /// How far ahead of this clock an event time may be.
+        public var maxFutureSkew: TimeInterval = 300
+
+        public static var defaults: Configuration { Configuration() }
+    }
+
+    let storage: any FeatureStorage
+    let cache: OnlineCache
+    let tokens: PageTokenCodec
+    let configuration: Configuration
+    let logger: Logger
+
+    init(storage: any FeatureStorage, cache: OnlineCache, pageTokenSecret: Data, configuration: Configuration = .defaults, logger: Logger) {
+        self.storage = storage
+        self.cache = cache
+        self.tokens = PageTokenCodec(secret: pageTokenSecret)
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public typealias ApplyViewResponse = Platform_Featurestore_V1_ApplyFeatureViewResponse
+    public typealias ApplyServiceResponse = Platform_Featurestore_V1_ApplyFeatureServiceResponse
+
+    // MARK: Registry
+
+    public func applyFeatureView(request: Platform_Featurestore_V1_ApplyFeatureViewRequest, context: ServerContext) async throws -> ApplyViewResponse {
+        let tenant = try TenantID.from(context)
+        var desired = request.featureView
+        desired.version = 0
+        desired.clearCreateTime()
+        desired.clearUpdateTime()
+        try check(FeatureValidation.viewViolations(desired))
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "ApplyFeatureView", context: context)
+        let view = desired
+        let data = try await modifyRegistry(tenant: tenant, key: key) { views, services in
+            let now = Google_Protobuf_Timestamp(date: Date())
+            guard let current = views[view.name] else {
+                var created = view
+                created.version = 1
+                created.createTime = now
+                created.updateTime = now
+                return .saveView(created, response: try ApplyViewResponse.with { $0.featureView = created; $0.created = true }.serializedBytes())
+            }
+            try Self.checkViewChange(from: current, to: view, services: services)
+            var comparable = current
+            comparable.version = 0
+            comparable.clearCreateTime()
+            comparable.clearUpdateTime()
+            guard comparable != view else {
+                return .none(response: try ApplyViewResponse.with { $0.featureView = current }.serializedBytes())
+            }
+            var updated = view
+            updated.version = current.version + 1
+            updated.createTime = current.createTime
+            updated.updateTime = now
+            return .saveView(updated, response: try ApplyViewResponse.with { $0.featureView = updated; $0.changed = true }.serializedBytes())
+        }
+        cache.invalidateRegistry(tenant: tenant)
+        return try ApplyViewResponse(serializedBytes: data)
+    }
+
+    /// What an apply may not change: join keys, a feature's type, and
+    /// features a feature service names.
+    static func checkViewChange(from current: FeatureView, to next: FeatureView, services: [String: FeatureService]) throws {
+        if current.entities != next.entities {
+            throw RPCError.rich(.failedPrecondition,
+                                "feature view \(current.name) is keyed by \(current.entities); join keys cannot change (apply a new view instead)",
+                                reason: "JOIN_KEYS_CHANGED", metadata: ["feature_view": current.name])
+        }
+        let nextTypes = Dictionary(next.features.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
+        for feature in current.features {
+            if let type = nextTypes[feature.name], type != feature.type {
+                throw RPCError.rich(.failedPrecondition,
+                                    "feature \(current.name):\(feature.name) is \(FeatureValidation.typeName(feature.type)); its type cannot change to \(FeatureValidation.typeName(type)) (add a new feature instead)",
+                                    reason: "FEATURE_TYPE_CHANGED", metadata: ["feature_view": current.name, "feature": feature.name])
+            }
+            if nextTypes[feature.name] == nil {
+                for service in services.values.sorted(by: { $0.name < $1.name }) {
+                    if service.projections.contains(where: { $0.featureViewName == current.name && $0.featureNames.contains(feature.name) }) {
+                        throw RPCError.rich(.failedPrecondition,
+                                            "feature \(current.name):\(feature.name) is used by feature service \(service.name); re-apply the service without it first",
+                                            reason: "FEATURE_IN_USE", metadata: ["feature_view": current.name, "feature": feature.name, "feature_service": service.name])
+                    }
+                }
+            }
+        }
+    }
+
+    public func getFeatureView(request: Platform_Featurestore_V1_GetFeatureViewRequest, context: ServerContext) async throws -> FeatureView {
+        let tenant = try TenantID.from(context)
+        try check(FeatureValidation.nameViolations(request.name, field: "name"))
+        guard let view = try await cache.registry(tenant: tenant).views[request.name] else { throw viewNotFound(request.name) }
+        return view
+    }
+
+    public func listFeatureViews(request: Platform_Featurestore_V1_ListFeatureViewsRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_ListFeatureViewsResponse {
+        let tenant = try TenantID.from(context)
+        let (page, token) = try paged(try await cache.registry(tenant: tenant).views, size: request.pageSize, token: request.pageToken, kind: "views")
+        return .with { $0.featureViews = page; $0.nextPageToken = token }
+    }
+
+    public func deleteFeatureView(request: Platform_Featurestore_V1_DeleteFeatureViewRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_DeleteFeatureViewResponse {
+        let tenant = try TenantID.from(context)
+        try check(FeatureValidation.nameViolations(request.name, field: "name"))
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "DeleteFeatureView", context: context)
+        let name = request.name
+        _ = try await modifyRegistry(tenant: tenant, key: key) { views, services in
+            guard views[name] != nil else { throw viewNotFound(name) }
+            if let user = services.values.sorted(by: { $0.name < $1.name }).first(where: { $0.projections.contains { $0.featureViewName == name } }) {
+                throw RPCError.rich(.failedPrecondition, "feature view \(name) is used by feature service \(user.name); delete or re-apply the service first",
+                                    reason: "FEATURE_VIEW_IN_USE", metadata: ["feature_view": name, "feature_service": user.name])
+            }
+            return .deleteView(name, response: Data())
+        }
+        cache.invalidateRegistry(tenant: tenant)
+        return .init()
+    }
+
+    public func applyFeatureService(request: Platform_Featurestore_V1_ApplyFeatureServiceRequest, context: ServerContext) async throws -> ApplyServiceResponse {
+        let tenant = try TenantID.from(context)
+        var desired = request.featureService
+        desired.version = 0
+        try check(FeatureValidation.serviceViolations(desired))
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "ApplyFeatureService", context: context)
+        let service = desired
+        let data = try await modifyRegistry(tenant: tenant, key: key) { views, services in
+            for projection in service.projections {
+                guard let view = views[projection.featureViewName] else {
+                    throw RPCError.rich(.failedPrecondition, "feature view \(projection.featureViewName) does not exist; apply it first",
+                                        reason: "FEATURE_VIEW_NOT_FOUND", metadata: ["feature_view": projection.featureViewName])
+                }
+                for name in projection.featureNames where !view.features.contains(where: { $0.name == name }) {
+                    throw RPCError.rich(.failedPrecondition, "feature view \(view.name) has no feature \(name)",
+                                        reason: "FEATURE_NOT_FOUND", metadata: ["feature_view": view.name, "feature": name])
+                }
+            }
+            guard let current = services[service.name] else {
+                var created = service
+                created.version = 1
+                return .saveService(created, response: try ApplyServiceResponse.with { $0.featureService = created; $0.created = true }.serializedBytes())
+            }
+            var comparable = current
+            comparable.version = 0
+            guard comparable != service else {
+                return .none(response: try ApplyServiceResponse.with { $0.featureService = current }.serializedBytes())
+            }
+            var updated = service
+            updated.version = current.version + 1
+            return .saveService(updated, response: try ApplyServiceResponse.with { $0.featureService = updated; $0.changed = true }.serializedBytes())
+        }
+        cache.invalidateRegistry(tenant: tenant)
+        return try ApplyServiceResponse(serializedBytes: data)
+    }
+
+    public func getFeatureService(request: Platform_Featurestore_V1_GetFeatureServiceRequest, context: ServerContext) async throws -> FeatureService {
+        let tenant = try TenantID.from(context)
+        try check(FeatureValidation.nameViolations(request.name, field: "name"))
+        guard let service = try await cache.registry(tenant: tenant).services[request.name] else { throw serviceNotFound(request.name) }
+        return service
+    }
+
+    public func listFeatureServices(request: Platform_Featurestore_V1_ListFeatureServicesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_ListFeatureServicesResponse {
+        let tenant = try TenantID.from(context)
+        let (page, token) = try paged(try await cache.registry(tenant: tenant).services, size: request.pageSize, token: request.pageToken, kind: "services")
+        return .with { $0.featureServices = page; $0.nextPageToken = token }
+    }
+
+    // MARK: Writes
+
+    public func writeFeatures(request: Platform_Featurestore_V1_WriteFeaturesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_WriteFeaturesResponse {
+        let tenant = try TenantID.from(context)
+        try check(FeatureValidation.nameViolations(request.featureView, field: "feature_view"))
+        guard (1...configuration.maxWriteRows).contains(request.rows.count) else {
+            throw RPCError.invalidArgument(violations: [FieldViolation("rows", "needs 1 to \(configuration.maxWriteRows) rows, got \(request.rows.count)")])
+        }
+        guard let view = try await cache.registry(tenant: tenant).views[request.featureView] else { throw viewNotFound(request.featureView) }
+        let types = Dictionary(view.features.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
+        let now = Date()
+        var errors: [Platform_Featurestore_V1_RowError] = []
+        var valid: [StoredRow] = []
+        for (index, row) in request.rows.enumerated() {
+            func reject(_ field: String, _ reason: String) {
+                errors.append(.with { $0.rowIndex = Int32(index); $0.field = field; $0.reason = reason })
+            }
+            let before = errors.count
+            for key in view.entities {
+                guard let value = row.entityKey[key] else { reject("entity_key.\(key)", "missing join key \(key)"); continue }
+                if !FeatureValidation.isJoinKeyValue(value) { reject("entity_key.\(key)", "must be a non-null string_val or int64_val") }
+            }
+            for key in row.entityKey.keys.sorted() where !view.entities.contains(key) {
+                reject("entity_key.\(key)", "\(key) is not a join key of \(view.name) (join keys: \(view.entities.joined(separator: ", ")))")
+            }
+            for (name, value) in row.values.sorted(by: { $0.key < $1.key }) {
+                guard let type = types[name] else { reject("values.\(name)", "feature view \(view.name) has no feature \(name)"); continue }
+                if let problem = FeatureValidation.typeProblem(value, expected: type) { reject("values.\(name)", problem) }
+            }
+            if !row.hasEventTime {
+                reject("event_time", "is required")
+            } else if row.eventTime.date.timeIntervalSince(now) > configuration.maxFutureSkew {
+                reject("event_time", "is more than \(Int(configuration.maxFutureSkew / 60)) minutes in the future")
+            }
+            guard errors.count == before else { continue }
+            // Nulls are stored as absent: a row replaces the entity's previous one whole.
+            let values = row.values.filter { if case .nullVal = $0.value.val { false } else { $0.value.val != nil } }
+            valid.append(StoredRow(entityKey: EntityKey.encode(view.entities.map { row.entityKey[$0]! }), values: values,
+                                   eventTime: row.eventTime.date))
+        }
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "WriteFeatures", context: context)
+        let rejected = errors
+        let outcome: WriteOutcome
+        do {
+            outcome = try await storage.write(tenant: tenant, view: view.name, rows: valid, idempotency: key) { stored in
+                (try? Platform_Featurestore_V1_WriteFeaturesResponse.with {
+                    $0.written = Int32(stored.filter { $0 }.count)
+                    $0.ignoredStale = Int32(stored.filter { !$0 }.count)
+                    $0.errors = rejected
+                }.serializedBytes()) ?? Data()
+            }
+        } catch FeatureStorageError.idempotencyConflict {
+            throw key?.conflict ?? RPCError(.internal, "idempotency conflict without a key")
+        }
+        switch outcome {
+        case .replayed(let data):
+            return try Platform_Featurestore_V1_WriteFeaturesResponse(serializedBytes: data)
+        case .stored(let stored):
+            cache.forget(tenant: tenant, view: view.name, entityKeys: valid.map(\.entityKey))
+            return .with {
+                $0.written = Int32(stored.filter { $0 }.count)
+                $0.ignoredStale = Int32(stored.filter { !$0 }.count)
+                $0.errors = rejected
+            }
+        }
+    }
+
+    // MARK: Lookups
+
+    public func getOnlineFeatures(request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse {
+        let tenant = try TenantID.from(context)
+        let registry = try await cache.registry(tenant: tenant)
+        let columns = try resolveFeatures(request, registry: registry)
+        let rowCount = try checkEntities(request, columns: columns)
+        let now = Date()
+
+        // One lookup per view, by that view's own join keys.
+        var rowsByView: [String: (keys: [String], rows: [String: StoredRow])] = [:]
+        for view in Self.distinctViews(columns) {
+            let keys = (0..<rowCount).map { row in EntityKey.encode(view.entities.map { request.entities[$0]!.val[row] }) }
+            rowsByView[view.name] = (keys, try await cache.rows(tenant: tenant, view: view.name, entityKeys: keys))
+        }
+
+        var response = Platform_Featurestore_V1_GetOnlineFeaturesResponse()
+        let joinKeys = request.entities.keys.sorted()
+        var names = joinKeys
+        response.results.reserveCapacity(joinKeys.count + columns.count)
+        for key in joinKeys {
+            var vector = Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector()
+            vector.values = request.entities[key]!.val
+            vector.statuses = Array(repeating: .present, count: rowCount)
+            vector.eventTimestamps = Array(repeating: Google_Protobuf_Timestamp(), count: rowCount)
+            response.results.append(vector)
+        }
+        for column in columns {
+            names.append(request.fullFeatureNames ? "\(column.view.name)__\(column.feature)" : column.feature)
+            let (keys, rows) = rowsByView[column.view.name]!
+            let ttl = column.view.hasTtl ? column.view.ttl.timeInterval : 0
+            var vector = Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector()
+            vector.values.reserveCapacity(rowCount)
+            for key in keys {
+                guard let row = rows[key] else {
+                    vector.values.append(FeatureValue())
+                    vector.statuses.append(.notFound)
+                    vector.eventTimestamps.append(Google_Protobuf_Timestamp())
+                    continue
+                }
+                vector.eventTimestamps.append(Google_Protobuf_Timestamp(date: row.eventTime))
+                if ttl > 0, now.timeIntervalSince(row.eventTime) > ttl {
+                    vector.values.append(FeatureValue())
+                    vector.statuses.append(.outsideMaxAge)
+                } else if let value = row.values[column.feature] {
+                    vector.values.append(value)
+                    vector.statuses.append(.present)
+                } else {
+                    vector.values.append(FeatureValue())
+                    vector.statuses.append(.nullValue)
+                }
+            }
+            response.results.append(vector)
+        }
+        response.metadata.featureNames.val = names
+        return response
+    }
+
+    /// A requested feature column: its view and feature name.
+    struct Column {
+        var view: FeatureView
+        var feature: String
+    }
+
+    private func resolveFeatures(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, registry: OnlineCache.Registry) throws -> [Column] {
+        var columns: [Column] = []
+        switch request.kind {
+        case .featureService(let name):
+            guard let service = registry.services[name] else { throw serviceNotFound(name) }
+            for projection in service.projections {
+                guard let view = registry.views[projection.featureViewName] else { throw viewNotFound(projection.featureViewName) }
+                let names = projection.featureNames.isEmpty ? view.features.map(\.name) : projection.featureNames
+                columns += names.map { Column(view: view, feature: $0) }
+            }
+        case .features(let list):
+            guard (1...configuration.maxFeatureRefs).contains(list.val.count) else {
+                throw RPCError.invalidArgument(violations: [FieldViolation("features", "needs 1 to \(configuration.maxFeatureRefs) references, got \(list.val.count)")])
+            }
+            var seen = Set<String>()
+            for (index, reference) in list.val.enumerated() {
+                let parts = reference.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 2, FeatureValidation.isName(String(parts[0])), FeatureValidation.isName(String(parts[1])) else {
+                    throw RPCError.invalidArgument(violations: [FieldViolation("features.val[\(index)]", "\"\(reference)\" is not a view:feature reference")])
+                }
+                guard seen.insert(reference).inserted else {
+                    throw RPCError.invalidArgument(violations: [FieldViolation("features.val[\(index)]", "\(reference) is requested twice")])
+                }
+                guard let view = registry.views[String(parts[0])] else { throw viewNotFound(String(parts[0])) }
+                guard view.features.contains(where: { $0.name == parts[1] }) else {
+                    throw RPCError.rich(.notFound, "feature view \(view.name) has no feature \(parts[1])",
+                                        reason: "FEATURE_NOT_FOUND", metadata: ["feature_view": view.name, "feature": String(parts[1])])
+                }
+                columns.append(Column(view: view, feature: String(parts[1])))
+            }
+        case nil:
+            throw RPCError.invalidArgument(violations: [FieldViolation("kind", "set either feature_service or features")])
+        }
+        if !request.fullFeatureNames {
+            var seen: [String: String] = [:]
+            for column in columns {
+                if let other = seen[column.feature], other != column.view.name {
+                    throw RPCError.invalidArgument(violations: [FieldViolation(
+                        "full_feature_names", "views \(other) and \(column.view.name) both have a feature \(column.feature); set full_feature_names")])
+                }
+                seen[column.feature] = column.view.name
+            }
+        }
+        return columns
+    }
+
+    /// The entity rows must name exactly the join keys the views use, in
+    /// columns of one length; returns that length.
+    private func checkEntities(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, columns: [Column]) throws -> Int {
+        let needed = Set(columns.flatMap(\.view.entities))
+        var violations: [FieldViolation] = []
+        for key in needed.sorted() where request.entities[key] == nil {
+            violations.append(FieldViolation("entities", "missing join key \(key)"))
+        }
+        for key in request.entities.keys.sorted() where !needed.contains(key) {
+            violations.append(FieldViolation("entities.\(key)", "\(key) is not a join key of the requested views"))
+        }
+        let lengths = Set(request.entities.values.map(\.val.count))
+        if lengths.count > 1 { violations.append(FieldViolation("entities", "columns have different lengths: \(lengths.sorted())")) }
+        let rows = lengths.first ?? 0
+        if !(1...configuration.maxLookupRows).contains(rows), lengths.count <= 1 {
+            violations.append(FieldViolation("entities", "needs 1 to \(configuration.maxLookupRows) rows, got \(rows)"))
+        }
+        for (key, column) in request.entities.sorted(by: { $0.key < $1.key }) {
+            if let bad = column.val.firstIndex(where: { !FeatureValidation.isJoinKeyValue($0) }) {
+                violations.append(FieldViolation("entities.\(key)[\(bad)]", "join key values are non-null string_val or int64_val"))
+            }
+        }
+        for (key, column) in request.requestContext where column.val.count != rows {
+            violations.append(FieldViolation("request_context.\(key)", "has \(column.val.count) values for \(rows) rows"))
+        }
+        try check(violations)
+        return rows
+    }
+
+    private static func distinctViews(_ columns: [Column]) -> [FeatureView] {
+        var seen = Set<String>()
+        return columns.compactMap { seen.insert($0.view.name).inserted ? $0.view : nil }
+    }
+
+    // MARK: Helpers
+
+    private func modifyRegistry(tenant: TenantID, key: IdempotencyKey?,
+                                decide: @escaping @Sendable ([String: FeatureView], [String: FeatureService]) throws -> RegistryWrite) async throws -> Data {
+        do {
+            switch try await storage.modifyRegistry(tenant: tenant, idempotency: key, decide: decide) {
+            case .answered(let data): return data
+            }
+        } catch FeatureStorageError.idempotencyConflict {
+            throw key?.conflict ?? RPCError(.internal, "idempotency conflict without a key")
+        }
+    }
+
+    /// One page of a name-ordered registry map.
+    private func paged<Item>(_ items: [String: Item], size: Int32, token: String, kind: String) throws -> ([Item], String) {
+        let pageSize = try effectivePageSize(size)
+        let cursor = token.isEmpty ? nil : try tokens.decode(token, requestFingerprint: kind)
+        let names = items.keys.sorted().filter { cursor == nil || $0 > cursor!.id }
+        let page = names.prefix(pageSize)
+        let next = names.count > pageSize ? tokens.encode(PageCursor(value: page.last!, id: page.last!), requestFingerprint: kind) : ""
+        return (page.map { items[$0]! }, next)
+    }
+
+    private func check(_ violations: [FieldViolation]) throws {
+        if !violations.isEmpty { throw RPCError.invalidArgument(violations: violations) }
+    }
+}
+
+private func viewNotFound(_ name: String) -> RPCError {
+    RPCError.rich(.notFound, "feature view \(name) not found", reason: "FEATURE_VIEW_NOT_FOUND", metadata: ["feature_view": name])
+}
+
+private func serviceNotFound(_ name: String) -> RPCError {
+    RPCError.rich(.notFound, "feature service \(name) not found", reason: "FEATURE_SERVICE_NOT_FOUND", metadata: ["feature_service": name])
+}
+
+extension Google_Protobuf_Duration {
+    var timeInterval: TimeInterval { Double(seconds) + Double(nanos) / 1e9 }
+}

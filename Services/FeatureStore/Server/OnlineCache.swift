@@ -1,0 +1,91 @@
+import Foundation
+import ServiceKit
+import Synchronization
+
+/// The hot tier: the registry and recently read rows in memory, in front of
+/// durable storage. This process is storage's only writer, so writes keep
+/// the cache right: they bump a generation and drop the keys they touch; a
+/// read that started under an older generation does not install what it
+/// read, so a slow read can never put back a row a write replaced.
+final class OnlineCache: Sendable {
+    struct Registry: Sendable {
+        var views: [String: FeatureView]
+        var services: [String: FeatureService]
+    }
+
+    private struct RowKey: Hashable {
+        var tenant: TenantID
+        var view: String
+        var entity: String
+    }
+
+    private struct State {
+        var registries: [TenantID: Registry] = [:]
+        /// nil: known to have no row.
+        var rows: [RowKey: StoredRow?] = [:]
+        var generation = 0
+    }
+
+    private let storage: any FeatureStorage
+    private let maxRows: Int
+    private let state = Mutex(State())
+
+    init(storage: any FeatureStorage, maxRows: Int = 1_000_000) {
+        self.storage = storage
+        self.maxRows = maxRows
+    }
+
+    func registry(tenant: TenantID) async throws -> Registry {
+        if let cached = state.withLock({ $0.registries[tenant] }) { return cached }
+        let generation = state.withLock { $0.generation }
+        let (views, services) = try await storage.registry(tenant: tenant)
+        let registry = Registry(views: Dictionary(uniqueKeysWithValues: views.map { ($0.name, $0) }),
+                                services: Dictionary(uniqueKeysWithValues: services.map { ($0.name, $0) }))
+        state.withLock { state in
+            if state.generation == generation { state.registries[tenant] = registry }
+        }
+        return registry
+    }
+
+    func invalidateRegistry(tenant: TenantID) {
+        state.withLock { state in
+            state.generation += 1
+            state.registries[tenant] = nil
+            // A deleted view's rows go with it.
+            state.rows = state.rows.filter { $0.key.tenant != tenant }
+        }
+    }
+
+    /// The latest row of each key, from memory where known.
+    func rows(tenant: TenantID, view: String, entityKeys: [String]) async throws -> [String: StoredRow] {
+        var found: [String: StoredRow] = [:]
+        var missing: [String] = []
+        let generation = state.withLock { state -> Int in
+            for key in entityKeys {
+                switch state.rows[RowKey(tenant: tenant, view: view, entity: key)] {
+                case .some(.some(let row)): found[key] = row
+                case .some(.none): break
+                case .none: missing.append(key)
+                }
+            }
+            return state.generation
+        }
+        guard !missing.isEmpty else { return found }
+        let loaded = try await storage.rows(tenant: tenant, view: view, entityKeys: missing)
+        state.withLock { state in
+            guard state.generation == generation else { return }
+            if state.rows.count + missing.count > maxRows { state.rows.removeAll(keepingCapacity: true) }
+            for key in missing { state.rows[RowKey(tenant: tenant, view: view, entity: key)] = .some(loaded[key]) }
+        }
+        found.merge(loaded) { $1 }
+        return found
+    }
+
+    /// After a write committed: forget the rows it may have replaced.
+    func forget(tenant: TenantID, view: String, entityKeys: [String]) {
+        state.withLock { state in
+            state.generation += 1
+            for key in entityKeys { state.rows[RowKey(tenant: tenant, view: view, entity: key)] = nil }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Contracts
+import Foundation
+import ServiceKit
+
+public typealias FeatureView = Platform_Featurestore_V1_FeatureView
+public typealias FeatureService = Platform_Featurestore_V1_FeatureService
+public typealias FeatureValue = Platform_Featurestore_V1_Value
+
+/// Where definitions and feature rows live. Business rules (validation,
+/// allowed changes, TTL) stay in the handler; a store makes each operation
+/// atomic and scoped to its tenant.
+public protocol FeatureStorage: Sendable {
+    /// Every view and feature service of the tenant (the registry is kept in
+    /// memory and resolved once, never per request).
+    func registry(tenant: TenantID) async throws -> (views: [FeatureView], services: [FeatureService])
+
+    /// Reads the named definition and the tenant's feature services, lets
+    /// `decide` choose a write, and commits it with its idempotency record.
+    func modifyRegistry(tenant: TenantID, idempotency: IdempotencyKey?,
+                        decide: @Sendable (_ views: [String: FeatureView], _ services: [String: FeatureService]) throws -> RegistryWrite)
+        async throws -> RegistryOutcome
+
+    /// Stores each row unless the entity already has a later one (latest
+    /// event time wins; an equal time replaces). Returns, per row, whether
+    /// it was stored. One transaction, with the idempotency record.
+    func write(tenant: TenantID, view: String, rows: [StoredRow], idempotency: IdempotencyKey?,
+               response: @Sendable ([Bool]) -> Data) async throws -> WriteOutcome
+
+    /// The latest stored row of each entity key that has one.
+    func rows(tenant: TenantID, view: String, entityKeys: [String]) async throws -> [String: StoredRow]
+
+    func pruneExpired(now: Date) async throws
+    func isAvailable() async -> Bool
+    func close() async throws
+}
+
+public enum RegistryWrite: Sendable {
+    case saveView(FeatureView, response: Data)
+    case deleteView(String, response: Data)
+    case saveService(FeatureService, response: Data)
+    /// Nothing to store; answer this.
+    case none(response: Data)
+}
+
+public enum RegistryOutcome: Sendable {
+    /// The serialized response of the write (or of the replayed first call).
+    case answered(Data)
+}
+
+public enum WriteOutcome: Sendable {
+    case stored([Bool])
+    case replayed(Data)
+}
+
+public enum FeatureStorageError: Error, Sendable {
+    case idempotencyConflict
+}
+
+/// One entity's row as stored: its values by feature name (absent means
+/// null) and the event time.
+public struct StoredRow: Sendable {
+    public var entityKey: String
+    public var values: [String: FeatureValue]
+    public var eventTime: Date
+
+    public init(entityKey: String, values: [String: FeatureValue], eventTime: Date) {
+        self.entityKey = entityKey
+        self.values = values
+        self.eventTime = eventTime
+    }
+}
+
+/// Join key values as one storage key: typed, so the string "1" and the
+/// integer 1 are different entities, and in the view's join key order.
+public enum EntityKey {
+    public static func encode(_ values: [FeatureValue]) -> String {
+        values.map { value -> String in
+            switch value.val {
+            case .int64Val(let number): "i\(number)"
+            case .stringVal(let text): "s\(text.utf8.count):\(text)"
+            default: "?"
+            }
+        }.joined(separator: "|")
+    }
+}
