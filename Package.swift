@@ -206,6 +206,7 @@ var services: [ServiceModule] {
         ]),
         ServiceModule(folder: "FeatureStore", extraDependencies: [
             "StandardServices", "StorageKit",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),

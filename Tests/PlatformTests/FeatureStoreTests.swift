@@ -14,10 +14,16 @@ final class FeatureStoreFixture: Sendable {
     let client: Platform_Featurestore_V1_FeatureStoreServiceClient
     let dataDirectory: String
 
-    init(dataDirectory: String? = nil) async throws {
+    let databaseURL: String?
+
+    init(_ backend: Backend = .sqlite, dataDirectory: String? = nil, databaseURL: String? = nil) async throws {
         var configuration = ServiceConfiguration.forTesting(name: "feature-store")
         if let dataDirectory { configuration.dataDirectory = dataDirectory }
+        if backend == .postgres {
+            configuration.databaseURL = if let databaseURL { databaseURL } else { try await TestPostgres.createDatabase() }
+        }
         self.dataDirectory = configuration.dataDirectory!
+        self.databaseURL = configuration.databaseURL
         host = try await FeatureStoreServer.buildService(configuration: configuration)
         let port = try await host.start()
         channel = try RPCChannel(host: "127.0.0.1", port: port)
@@ -79,8 +85,9 @@ func double(_ value: Double) -> FeatureValue { .with { $0.doubleVal = value } }
 func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
 
 @Suite struct FeatureStoreTests {
-    @Test func applyingViewsIsDeclarativeAndVersioned() async throws {
-        let store = try await FeatureStoreFixture()
+    @Test(arguments: Backend.allCases)
+    func applyingViewsIsDeclarativeAndVersioned(backend: Backend) async throws {
+        let store = try await FeatureStoreFixture(backend)
         let created = try await store.apply(FeatureStoreFixture.userStats())
         #expect(created.created && !created.changed && created.featureView.version == 1)
         let again = try await store.apply(FeatureStoreFixture.userStats())
@@ -132,8 +139,9 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         await store.stop()
     }
 
-    @Test func theLatestEventTimeWinsWhateverTheOrder() async throws {
-        let store = try await FeatureStoreFixture()
+    @Test(arguments: Backend.allCases)
+    func theLatestEventTimeWinsWhateverTheOrder(backend: Backend) async throws {
+        let store = try await FeatureStoreFixture(backend)
         _ = try await store.apply(FeatureStoreFixture.userStats())
         let now = Date()
         let newer = FeatureStoreFixture.row(user: "u1", time: now.addingTimeInterval(-10), ["purchases": int64(7), "spend": double(70)])
@@ -174,8 +182,9 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         await store.stop()
     }
 
-    @Test func lookupsReportAStatusPerValueAndEnforceTheTTL() async throws {
-        let store = try await FeatureStoreFixture()
+    @Test(arguments: Backend.allCases)
+    func lookupsReportAStatusPerValueAndEnforceTheTTL(backend: Backend) async throws {
+        let store = try await FeatureStoreFixture(backend)
         _ = try await store.apply(FeatureStoreFixture.userStats(ttl: 3600))
         let now = Date()
         _ = try await store.write("user_stats", [
@@ -215,8 +224,9 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         await store.stop()
     }
 
-    @Test func featureServicesAndTwoViewsWithOneName() async throws {
-        let store = try await FeatureStoreFixture()
+    @Test(arguments: Backend.allCases)
+    func featureServicesAndTwoViewsWithOneName(backend: Backend) async throws {
+        let store = try await FeatureStoreFixture(backend)
         _ = try await store.apply(FeatureStoreFixture.userStats())
         var other = FeatureStoreFixture.userStats()
         other.name = "user_recent"
@@ -243,15 +253,16 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         await store.stop()
     }
 
-    @Test func acknowledgedWritesSurviveARestartAndDeletedViewsTakeTheirRows() async throws {
-        let store = try await FeatureStoreFixture()
+    @Test(arguments: Backend.allCases)
+    func acknowledgedWritesSurviveARestartAndDeletedViewsTakeTheirRows(backend: Backend) async throws {
+        let store = try await FeatureStoreFixture(backend)
         _ = try await store.apply(FeatureStoreFixture.userStats())
         let rows = (0..<500).map { FeatureStoreFixture.row(user: "u\($0)", time: Date(), ["purchases": int64(Int64($0))]) }
         let written = try await store.write("user_stats", rows)
         #expect(written.written == 500)
         await store.stop()
 
-        let restarted = try await FeatureStoreFixture(dataDirectory: store.dataDirectory)
+        let restarted = try await FeatureStoreFixture(backend, dataDirectory: store.dataDirectory, databaseURL: store.databaseURL)
         let read = try await restarted.lookup(["user_stats:purchases"], users: ["u0", "u499"])
         #expect(read.results[1].values.map(\.int64Val) == [0, 499])
         _ = try await restarted.client.deleteFeatureView(.with { $0.name = "user_stats" }, options: FeatureStoreFixture.options)

@@ -6,20 +6,22 @@ import ServiceKit
 /// Builds the feature store from its configuration: what the executable runs
 /// and what tests start in-process.
 ///
-/// Storage is SQLite under `dataDirectory`, migrated on start, with the
-/// registry and recently read rows held in memory in front of it.
+/// Storage is PostgreSQL when `databaseURL` is set, else SQLite under
+/// `dataDirectory`, migrated on start, with the registry (and, on SQLite,
+/// recently read rows) held in memory in front of it.
 public func buildService(
     configuration: ServiceConfiguration,
     logger: Logger = Logger(label: "feature-store"),
     metricsExporter: (@Sendable () -> [UInt8])? = nil
 ) async throws -> ServiceHost {
-    if configuration.databaseURL != nil {
-        throw RPCError(.unimplemented, "the feature store stores on SQLite only for now; unset --database-url")
-    }
     let directory = configuration.dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("meridian-feature-store").path
-    let storage: any FeatureStorage = try SQLiteFeatureStorage(path: (directory as NSString).appendingPathComponent("features.sqlite"))
+    let storage: any FeatureStorage = if let url = configuration.databaseURL {
+        try await PostgresFeatureStorage(url: url, logger: logger)
+    } else {
+        try SQLiteFeatureStorage(path: (directory as NSString).appendingPathComponent("features.sqlite"))
+    }
     let handler = FeatureStoreHandler(
-        storage: storage, cache: OnlineCache(storage: storage),
+        storage: storage, cache: OnlineCache(storage: storage, soleWriter: configuration.databaseURL == nil),
         pageTokenSecret: try pageTokenSecret(directory: directory, environmentVariable: "FEATURE_STORE_PAGE_TOKEN_SECRET"),
         logger: logger)
     let pruning = Task {

@@ -3,10 +3,12 @@ import ServiceKit
 import Synchronization
 
 /// The hot tier: the registry and recently read rows in memory, in front of
-/// durable storage. This process is storage's only writer, so writes keep
-/// the cache right: they bump a generation and drop the keys they touch; a
-/// read that started under an older generation does not install what it
-/// read, so a slow read can never put back a row a write replaced.
+/// durable storage. When this process is storage's only writer (SQLite),
+/// writes keep the cache right: they bump a generation and drop the keys
+/// they touch; a read that started under an older generation does not
+/// install what it read, so a slow read can never put back a row a write
+/// replaced. With shared storage (PostgreSQL, several replicas) rows are not
+/// cached and the registry is reloaded every `registryRefresh`.
 final class OnlineCache: Sendable {
     struct Registry: Sendable {
         var views: [String: FeatureView]
@@ -20,7 +22,7 @@ final class OnlineCache: Sendable {
     }
 
     private struct State {
-        var registries: [TenantID: Registry] = [:]
+        var registries: [TenantID: (registry: Registry, loadedAt: ContinuousClock.Instant)] = [:]
         /// nil: known to have no row.
         var rows: [RowKey: StoredRow?] = [:]
         var generation = 0
@@ -28,21 +30,28 @@ final class OnlineCache: Sendable {
 
     private let storage: any FeatureStorage
     private let maxRows: Int
+    private let cachesRows: Bool
+    private let registryRefresh: Duration?
     private let state = Mutex(State())
 
-    init(storage: any FeatureStorage, maxRows: Int = 1_000_000) {
+    init(storage: any FeatureStorage, soleWriter: Bool, maxRows: Int = 1_000_000, sharedRegistryRefresh: Duration = .seconds(5)) {
         self.storage = storage
-        self.maxRows = maxRows
+        self.maxRows = soleWriter ? maxRows : 0
+        self.cachesRows = soleWriter
+        self.registryRefresh = soleWriter ? nil : sharedRegistryRefresh
     }
 
     func registry(tenant: TenantID) async throws -> Registry {
-        if let cached = state.withLock({ $0.registries[tenant] }) { return cached }
+        if let cached = state.withLock({ $0.registries[tenant] }),
+           registryRefresh.map({ cached.loadedAt.duration(to: .now) < $0 }) ?? true {
+            return cached.registry
+        }
         let generation = state.withLock { $0.generation }
         let (views, services) = try await storage.registry(tenant: tenant)
         let registry = Registry(views: Dictionary(uniqueKeysWithValues: views.map { ($0.name, $0) }),
                                 services: Dictionary(uniqueKeysWithValues: services.map { ($0.name, $0) }))
         state.withLock { state in
-            if state.generation == generation { state.registries[tenant] = registry }
+            if state.generation == generation { state.registries[tenant] = (registry, .now) }
         }
         return registry
     }
@@ -58,6 +67,7 @@ final class OnlineCache: Sendable {
 
     /// The latest row of each key, from memory where known.
     func rows(tenant: TenantID, view: String, entityKeys: [String]) async throws -> [String: StoredRow] {
+        guard cachesRows else { return try await storage.rows(tenant: tenant, view: view, entityKeys: entityKeys) }
         var found: [String: StoredRow] = [:]
         var missing: [String] = []
         let generation = state.withLock { state -> Int in
