@@ -4,27 +4,15 @@ import Foundation
 import MeridianRPC
 import ServiceKit
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The shipped `experimentation` executable, killed with SIGKILL in the
 /// middle of a stream of writes: everything it acknowledged is there after a
 /// restart.
 @Suite struct ExperimentationCrashTests {
     @Test func killNineMidBurstLosesNothingAcknowledged() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let bin = ProcessInfo.processInfo.environment["MERIDIAN_BIN_DIR"].map { URL(fileURLWithPath: $0) }
-            ?? root.appendingPathComponent(".build/debug")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("experimentation-crash-\(UUID().uuidString)").path
-        let port = try freePort()
-        let process = Process()
-        process.executableURL = bin.appendingPathComponent("experimentation")
-        process.arguments = ["--port", "\(port)", "--admin-port", "0", "--data-dir", directory, "--log-level", "warning", "--host", "127.0.0.1"]
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-
-        let channel = try RPCChannel(host: "127.0.0.1", port: port)
+        let service = try ServiceProcess("experimentation", arguments: ["--data-dir", directory])
+        let channel = try RPCChannel(host: "127.0.0.1", port: service.port)
         let client = Platform_Experimentation_V1_ExperimentationServiceClient(channel: channel)
         let options = ExperimentationFixture.options()
         // Wait until it serves.
@@ -60,15 +48,15 @@ import Glibc
             }
             group.addTask {
                 try? await Task.sleep(for: .milliseconds(700))
-                kill(process.processIdentifier, SIGKILL)
+                service.killNine()
                 return []
             }
             var all: [Platform_Experimentation_V1_Exposure] = []
             for await part in group { all += part }
             return all
         }
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal)
+        service.killNine()
+        #expect(service.process.terminationReason == .uncaughtSignal)
         await channel.close()
         #expect(acknowledged.count > 0, "some writes were acknowledged before the kill")
 
@@ -84,21 +72,5 @@ import Glibc
         }
         #expect(duplicates == acknowledged.count)
         await restarted.stop()
-    }
-
-    /// A port nobody listens on: bind to 0, read it back, release it.
-    private func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw ConformanceError("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
