@@ -208,6 +208,7 @@ var services: [ServiceModule] {
             "StandardServices", "StorageKit",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
         ServiceModule(folder: "Inference"),

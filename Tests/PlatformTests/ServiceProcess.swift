@@ -8,14 +8,17 @@ import Glibc
 final class ServiceProcess: @unchecked Sendable {  // Process is thread-safe for what is used here
     let process = Process()
     let port: Int
+    /// The admin HTTP port (/healthz, /readyz, /metrics), when asked for.
+    let adminPort: Int?
 
-    init(_ name: String, arguments: [String]) throws {
+    init(_ name: String, arguments: [String], admin: Bool = false) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let bin = ProcessInfo.processInfo.environment["MERIDIAN_BIN_DIR"].map { URL(fileURLWithPath: $0) }
             ?? root.appendingPathComponent(".build/debug")
         port = try Self.freePort()
+        adminPort = admin ? try Self.freePort() : nil
         process.executableURL = bin.appendingPathComponent(name)
-        process.arguments = ["--port", "\(port)", "--admin-port", "0", "--host", "127.0.0.1", "--log-level", "warning"] + arguments
+        process.arguments = ["--port", "\(port)", "--admin-port", "\(adminPort ?? 0)", "--host", "127.0.0.1", "--log-level", "warning"] + arguments
         try process.run()
     }
 

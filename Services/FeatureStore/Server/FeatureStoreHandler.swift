@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import Logging
 import MeridianRPC
+import Metrics
 import ServiceKit
 import StandardProtos
 import StandardServices
@@ -245,6 +246,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             return try Platform_Featurestore_V1_WriteFeaturesResponse(serializedBytes: data)
         case .stored(let stored):
             cache.forget(tenant: tenant, view: view.name, entityKeys: valid.map(\.entityKey))
+            FeatureStoreMetrics.recordWrite(tenant: tenant, view: view.name, rows: valid, stored: stored, rejected: rejected.count)
             return .with {
                 $0.written = Int32(stored.filter { $0 }.count)
                 $0.ignoredStale = Int32(stored.filter { !$0 }.count)
@@ -308,6 +310,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             response.results.append(vector)
         }
         response.metadata.featureNames.val = names
+        FeatureStoreMetrics.recordLookup(tenant: tenant, results: response.results.dropFirst(joinKeys.count), views: columns.map(\.view.name))
         return response
     }
 

@@ -1,0 +1,48 @@
+import Contracts
+import Foundation
+import Metrics
+import ServiceKit
+
+/// Freshness and traffic per view, on the admin port's /metrics:
+/// - `feature_store_rows_written_total{tenant,view,outcome}`: written,
+///   ignored_stale, rejected;
+/// - `feature_store_newest_event_timestamp_seconds{tenant,view}`: event time
+///   of the newest value written through this process (its age is
+///   `time() - this` in PromQL);
+/// - `feature_store_lookup_values_total{tenant,view,status}`: values served
+///   by status (PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE).
+enum FeatureStoreMetrics {
+    static func recordWrite(tenant: TenantID, view: String, rows: [StoredRow], stored: [Bool], rejected: Int) {
+        let dimensions = [("tenant", tenant.value), ("view", view)]
+        let written = stored.filter { $0 }.count
+        Counter(label: "feature_store_rows_written_total", dimensions: dimensions + [("outcome", "written")]).increment(by: Int64(written))
+        Counter(label: "feature_store_rows_written_total", dimensions: dimensions + [("outcome", "ignored_stale")]).increment(by: Int64(stored.count - written))
+        Counter(label: "feature_store_rows_written_total", dimensions: dimensions + [("outcome", "rejected")]).increment(by: Int64(rejected))
+        if let newest = zip(rows, stored).filter({ $0.1 }).map({ $0.0.eventTime }).max() {
+            Gauge(label: "feature_store_newest_event_timestamp_seconds", dimensions: dimensions).record(newest.timeIntervalSince1970)
+        }
+    }
+
+    static func recordLookup(tenant: TenantID, results: ArraySlice<Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector>, views: [String]) {
+        var counts: [String: [Platform_Featurestore_V1_FieldStatus: Int]] = [:]
+        for (vector, view) in zip(results, views) {
+            for status in vector.statuses { counts[view, default: [:]][status, default: 0] += 1 }
+        }
+        for (view, byStatus) in counts {
+            for (status, count) in byStatus {
+                Counter(label: "feature_store_lookup_values_total",
+                        dimensions: [("tenant", tenant.value), ("view", view), ("status", name(status))]).increment(by: Int64(count))
+            }
+        }
+    }
+
+    private static func name(_ status: Platform_Featurestore_V1_FieldStatus) -> String {
+        switch status {
+        case .present: "PRESENT"
+        case .nullValue: "NULL_VALUE"
+        case .notFound: "NOT_FOUND"
+        case .outsideMaxAge: "OUTSIDE_MAX_AGE"
+        default: "INVALID"
+        }
+    }
+}
