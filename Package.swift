@@ -112,6 +112,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "FeatureStoreClient",
+            dependencies: ["MeridianRPC", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                           .product(name: "Crypto", package: "swift-crypto")],
+            path: "Services/FeatureStore/Client",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "CatalogClient",
             dependencies: ["MeridianRPC", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Services/Catalog/Client",
@@ -156,7 +163,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlatformTests",
-            dependencies: ["ServiceKit", "Contracts", "StandardServices", "CatalogClient", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: ["ServiceKit", "Contracts", "StandardServices", "CatalogClient", "FeatureStoreClient", .product(name: "PostgresNIO", package: "postgres-nio")]
                 + services.map { .target(name: $0.serverTarget) },
             path: "Tests/PlatformTests",
             swiftSettings: swiftSettings
@@ -204,7 +211,7 @@ var services: [ServiceModule] {
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
-        ServiceModule(folder: "FeatureStore", extraDependencies: [
+        ServiceModule(folder: "FeatureStore", mainDependencies: ["FeatureStoreClient"], extraDependencies: [
             "StandardServices", "StorageKit",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "GRDB", package: "GRDB.swift"),

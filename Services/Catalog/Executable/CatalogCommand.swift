@@ -72,17 +72,11 @@ struct Import: AsyncParsableCommand {
             local = host
         }
         let channel = try RPCChannel(target: target)
-        let interactive = isatty(STDOUT_FILENO) == 1
+        let bar = TerminalProgress()
         let importer = ProductFileImporter(channel: channel, tenant: tenant, batchSize: batchSize)
         do {
-            let summary = try await importer.importFile(atPath: file) { sent, total in
-                guard interactive, total > 0 else { return }
-                let width = 30
-                let filled = width * sent / total
-                let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
-                FileHandle.standardOutput.write(Data("\r[\(bar)] \(sent)/\(total) lines".utf8))
-            }
-            if interactive { print("") }
+            let summary = try await importer.importFile(atPath: file) { sent, total in bar.update(sent, of: total) }
+            bar.finish()
             print(summary)
             await channel.close()
             await local?.shutdown()

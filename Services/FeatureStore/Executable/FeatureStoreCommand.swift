@@ -1,21 +1,78 @@
 import ArgumentParser
+import FeatureStoreClient
 import FeatureStoreServer
+import Foundation
+import MeridianRPC
 import ServiceKit
 
-/// `feature-store`: Online feature store with Feast semantics over gRPC.
+/// `feature-store`: serves online features (the default), or ingests a file.
 @main
 struct FeatureStoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "feature-store",
         abstract: "Online feature store with Feast semantics over gRPC.",
+        subcommands: [Serve.self, Ingest.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// `feature-store serve` (or just `feature-store`).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serves online features.",
         discussion: "Flags override the environment (FEATURE_STORE_PORT, ...), which overrides the defaults. SIGTERM drains calls in flight, then exits.")
 
     @OptionGroup var options: ServiceOptions
 
     func run() async throws {
-        let configuration = try options.configuration(service: "feature-store", dependencies: [:])
+        let configuration = try options.configuration(service: "feature-store")
         let metrics = Observability.bootstrap(service: "feature-store", level: configuration.logLevel)
         let host = try await buildService(configuration: configuration, metricsExporter: metrics)
         try await host.run()
+    }
+}
+
+/// `feature-store ingest --view V FILE`: loads a CSV or JSON Lines file.
+struct Ingest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Writes feature rows from a CSV or JSON Lines file into one feature view.",
+        discussion: """
+            CSV: a header with the view's join keys, features and event_time (RFC 3339 or epoch seconds); \
+            empty cells are null, lists are JSON arrays, bytes base64. JSON Lines (.jsonl): one object per line. \
+            A failed run resumes from FILE.ingest-checkpoint; replayed batches are not written twice.
+            """)
+
+    @Argument(help: "The .csv or .jsonl file.")
+    var file: String
+
+    @Option(help: "The feature view to write.")
+    var view: String
+
+    @Option(help: "Tenant to write for.")
+    var tenant: String
+
+    @Option(help: "A running feature store's host:port.")
+    var address = "127.0.0.1:7102"
+
+    @Option(name: .customLong("batch-size"), help: "Rows per WriteFeatures call (at most 10,000).")
+    var batchSize = 1000
+
+    @Flag(name: .customLong("integer-keys"), help: "CSV join key cells that are integers are int64 keys (JSON Lines keeps JSON's types).")
+    var integerKeys = false
+
+    func run() async throws {
+        let channel = try RPCChannel(target: address)
+        let bar = TerminalProgress()
+        let ingester = FeatureFileIngester(channel: channel, tenant: tenant, view: view, batchSize: batchSize, integerKeys: integerKeys)
+        do {
+            let summary = try await ingester.ingest(path: file) { done, total in bar.update(done, of: total) }
+            bar.finish()
+            print(summary)
+            await channel.close()
+            if summary.rejected > 0 { throw ExitCode(2) }
+        } catch let error as RPCError {
+            bar.finish()
+            await channel.close()
+            throw ValidationError("ingest stopped: \(error.status); run the same command again to resume")
+        }
     }
 }
