@@ -3,7 +3,8 @@
 #   1. generated code matches proto/ (and the check notices a stale proto),
 #   2. the Swift suite: runtime tests over loopback sockets, every service
 #      started from its real buildService, contract tests,
-#   3. interop with gRPC's own Python implementation, both directions.
+#   3. interop with gRPC's own Python implementation, both directions,
+#   4. the feature store against Feast itself (differential test).
 # Installs what it needs first (Debian packages, a Python virtualenv).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,10 @@ swift build --build-tests
 echo "== interop tests: gRPC's Python implementation against ours, and ours against it"
 venv=$(./scripts/python-env.sh)
 "$venv/bin/python" -m pytest -q -p no:cacheprovider Tests/Interop/python
+
+echo "== feature store against Feast (same views, rows and lookups)"
+feast_venv=$(./scripts/python-env.sh feast)
+"$feast_venv/bin/python" -m pytest -q -p no:cacheprovider Tests/Contract/feast
 
 echo "== swift tests"
 scripts/with-test-postgres.sh swift test --skip-build

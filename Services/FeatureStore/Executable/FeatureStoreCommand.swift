@@ -4,6 +4,8 @@ import FeatureStoreServer
 import Foundation
 import MeridianRPC
 import ServiceKit
+import Contracts
+import SwiftProtobuf
 
 /// `feature-store`: serves online features (the default), or ingests a file.
 @main
@@ -11,7 +13,7 @@ struct FeatureStoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "feature-store",
         abstract: "Online feature store with Feast semantics over gRPC.",
-        subcommands: [Serve.self, Ingest.self],
+        subcommands: [Serve.self, Apply.self, Ingest.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -74,5 +76,57 @@ struct Ingest: AsyncParsableCommand {
             await channel.close()
             throw ValidationError("ingest stopped: \(error.status); run the same command again to resume")
         }
+    }
+}
+
+/// `feature-store apply FILE.jsonl`: applies definitions, like `feast apply`.
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Applies feature views and feature services from a JSON Lines file.",
+        discussion: """
+            One definition per line, in proto3 JSON: {"feature_view": {...}} or {"feature_service": {...}}, \
+            applied in file order (views before the services that use them). Unchanged definitions stay as they are.
+            """)
+
+    @Argument(help: "The .jsonl file.")
+    var file: String
+
+    @Option(help: "Tenant to apply for.")
+    var tenant: String
+
+    @Option(help: "A running feature store's host:port.")
+    var address = "127.0.0.1:7102"
+
+    func run() async throws {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read \(file)") }
+        let channel = try RPCChannel(target: address)
+        let client = Platform_Featurestore_V1_FeatureStoreServiceClient(channel: channel)
+        var options = CallOptions(timeout: .seconds(30))
+        options.metadata.add("x-tenant-id", tenant)
+        var failed = 0
+        for (number, line) in text.split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            do {
+                let definition = try Google_Protobuf_Struct(jsonString: String(line))
+                if let view = definition.fields["feature_view"] {
+                    let parsed = try FeatureView(jsonString: view.jsonString())
+                    let response = try await client.applyFeatureView(.with { $0.featureView = parsed }, options: options)
+                    print("feature view \(response.featureView.name): \(response.created ? "created" : response.changed ? "changed" : "unchanged"), version \(response.featureView.version)")
+                } else if let service = definition.fields["feature_service"] {
+                    let parsed = try FeatureService(jsonString: service.jsonString())
+                    let response = try await client.applyFeatureService(.with { $0.featureService = parsed }, options: options)
+                    print("feature service \(response.featureService.name): \(response.created ? "created" : response.changed ? "changed" : "unchanged"), version \(response.featureService.version)")
+                } else {
+                    throw ValidationError("expected feature_view or feature_service")
+                }
+            } catch let error as RPCError {
+                failed += 1
+                print("line \(number + 1): \(error.code): \(error.message)")
+            } catch {
+                failed += 1
+                print("line \(number + 1): \(error)")
+            }
+        }
+        await channel.close()
+        if failed > 0 { throw ExitCode(2) }
     }
 }
