@@ -166,6 +166,7 @@ let package = Package(
             dependencies: ["ServiceKit", "Contracts", "StandardServices", "CatalogClient", "FeatureStoreClient", .product(name: "PostgresNIO", package: "postgres-nio")]
                 + services.map { .target(name: $0.serverTarget) },
             path: "Tests/PlatformTests",
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
     ]

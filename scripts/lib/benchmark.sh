@@ -5,6 +5,7 @@ measure() {  # url, clients, streams, extra h2load args... -> "req/s p50 p99 fai
   local url=$1 clients=$2 streams=$3; shift 3
   local results=()
   for _ in $(seq 1 "$runs"); do
+    rm -f "$work/latency.tsv"  # h2load appends to its log
     out=$(taskset -c 1 h2load -D "$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 \
       --log-file="$work/latency.tsv" "$@" "$url" 2>&1)
     rps=$(echo "$out" | awk '/^finished in/ {gsub(",", "", $4); print $4}')

@@ -285,7 +285,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         for column in columns {
             names.append(request.fullFeatureNames ? "\(column.view.name)__\(column.feature)" : column.feature)
             let (keys, rows) = rowsByView[column.view.name]!
-            let ttl = column.view.hasTtl ? column.view.ttl.timeInterval : 0
+            let ttl = column.view.ttl
             var vector = Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector()
             vector.values.reserveCapacity(rowCount)
             for key in keys {
@@ -314,28 +314,31 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         return response
     }
 
-    /// A requested feature column: its view and feature name.
-    struct Column {
-        var view: FeatureView
-        var feature: String
-    }
-
-    private func resolveFeatures(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, registry: OnlineCache.Registry) throws -> [Column] {
-        var columns: [Column] = []
+    private func resolveFeatures(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, registry: OnlineCache.Registry) throws -> [FeatureColumn] {
+        var columns: [FeatureColumn] = []
         switch request.kind {
         case .featureService(let name):
             guard let service = registry.services[name] else { throw serviceNotFound(name) }
             for projection in service.projections {
                 guard let view = registry.views[projection.featureViewName] else { throw viewNotFound(projection.featureViewName) }
                 let names = projection.featureNames.isEmpty ? view.features.map(\.name) : projection.featureNames
-                columns += names.map { Column(view: view, feature: $0) }
+                for name in names {
+                    guard let column = registry.references["\(view.name):\(name)"] else { throw viewNotFound(view.name) }
+                    columns.append(column)
+                }
             }
         case .features(let list):
             guard (1...configuration.maxFeatureRefs).contains(list.val.count) else {
                 throw RPCError.invalidArgument(violations: [FieldViolation("features", "needs 1 to \(configuration.maxFeatureRefs) references, got \(list.val.count)")])
             }
             var seen = Set<String>()
+            columns.reserveCapacity(list.val.count)
             for (index, reference) in list.val.enumerated() {
+                // The common case: a known reference, one dictionary lookup.
+                if let column = registry.references[reference], seen.insert(reference).inserted {
+                    columns.append(column)
+                    continue
+                }
                 let parts = reference.split(separator: ":", omittingEmptySubsequences: false)
                 guard parts.count == 2, FeatureValidation.isName(String(parts[0])), FeatureValidation.isName(String(parts[1])) else {
                     throw RPCError.invalidArgument(violations: [FieldViolation("features.val[\(index)]", "\"\(reference)\" is not a view:feature reference")])
@@ -348,7 +351,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
                     throw RPCError.rich(.notFound, "feature view \(view.name) has no feature \(parts[1])",
                                         reason: "FEATURE_NOT_FOUND", metadata: ["feature_view": view.name, "feature": String(parts[1])])
                 }
-                columns.append(Column(view: view, feature: String(parts[1])))
+                throw RPCError(.internal, "reference \(reference) missing from the resolved registry")
             }
         case nil:
             throw RPCError.invalidArgument(violations: [FieldViolation("kind", "set either feature_service or features")])
@@ -368,7 +371,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
 
     /// The entity rows must name exactly the join keys the views use, in
     /// columns of one length; returns that length.
-    private func checkEntities(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, columns: [Column]) throws -> Int {
+    private func checkEntities(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, columns: [FeatureColumn]) throws -> Int {
         let needed = Set(columns.flatMap(\.view.entities))
         var violations: [FieldViolation] = []
         for key in needed.sorted() where request.entities[key] == nil {
@@ -395,7 +398,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         return rows
     }
 
-    private static func distinctViews(_ columns: [Column]) -> [FeatureView] {
+    private static func distinctViews(_ columns: [FeatureColumn]) -> [ResolvedView] {
         var seen = Set<String>()
         return columns.compactMap { seen.insert($0.view.name).inserted ? $0.view : nil }
     }
@@ -426,6 +429,26 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
     private func check(_ violations: [FieldViolation]) throws {
         if !violations.isEmpty { throw RPCError.invalidArgument(violations: violations) }
     }
+}
+
+/// A view as lookups need it, shared by all its columns.
+final class ResolvedView: Sendable {
+    let name: String
+    let entities: [String]
+    /// Seconds; 0 means values never expire.
+    let ttl: TimeInterval
+
+    init(_ view: FeatureView) {
+        name = view.name
+        entities = view.entities
+        ttl = view.hasTtl ? view.ttl.timeInterval : 0
+    }
+}
+
+/// A requested feature column: its view and feature name.
+struct FeatureColumn: Sendable {
+    let view: ResolvedView
+    let feature: String
 }
 
 private func viewNotFound(_ name: String) -> RPCError {

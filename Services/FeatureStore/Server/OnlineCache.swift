@@ -13,6 +13,19 @@ final class OnlineCache: Sendable {
     struct Registry: Sendable {
         var views: [String: FeatureView]
         var services: [String: FeatureService]
+        /// Every "view:feature" reference, resolved once per registry load.
+        var references: [String: FeatureColumn]
+
+        init(views: [String: FeatureView], services: [String: FeatureService]) {
+            self.views = views
+            self.services = services
+            var references: [String: FeatureColumn] = [:]
+            for view in views.values {
+                let shared = ResolvedView(view)
+                for feature in view.features { references["\(view.name):\(feature.name)"] = FeatureColumn(view: shared, feature: feature.name) }
+            }
+            self.references = references
+        }
     }
 
     private struct RowKey: Hashable {
