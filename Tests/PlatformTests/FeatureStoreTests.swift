@@ -16,15 +16,17 @@ final class FeatureStoreFixture: Sendable {
 
     let databaseURL: String?
 
-    init(_ backend: Backend = .sqlite, dataDirectory: String? = nil, databaseURL: String? = nil) async throws {
+    init(_ backend: Backend = .sqlite, dataDirectory: String? = nil, databaseURL: String? = nil,
+         catalogAddress: String? = nil, catalogTenants: [String] = []) async throws {
         var configuration = ServiceConfiguration.forTesting(name: "feature-store")
         if let dataDirectory { configuration.dataDirectory = dataDirectory }
+        if let catalogAddress { configuration.dependencies["catalog"] = catalogAddress }
         if backend == .postgres {
             configuration.databaseURL = if let databaseURL { databaseURL } else { try await TestPostgres.createDatabase() }
         }
         self.dataDirectory = configuration.dataDirectory!
         self.databaseURL = configuration.databaseURL
-        host = try await FeatureStoreServer.buildService(configuration: configuration)
+        host = try await FeatureStoreServer.buildService(configuration: configuration, catalogTenants: catalogTenants)
         let port = try await host.start()
         channel = try RPCChannel(host: "127.0.0.1", port: port)
         client = Platform_Featurestore_V1_FeatureStoreServiceClient(channel: channel)

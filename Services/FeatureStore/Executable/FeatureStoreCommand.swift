@@ -25,10 +25,19 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var options: ServiceOptions
 
+    @Option(name: .customLong("catalog-address"), help: "host:port of the catalog (env FEATURE_STORE_CATALOG_ADDRESS).")
+    var catalogAddress: String?
+
+    @Option(name: .customLong("catalog-tenants"),
+            help: "Comma-separated tenants whose item features follow the catalog's change feed (env FEATURE_STORE_CATALOG_TENANTS; with --demo-data, default demo).")
+    var catalogTenants: String?
+
     func run() async throws {
-        let configuration = try options.configuration(service: "feature-store")
+        let configuration = try options.configuration(service: "feature-store", dependencies: ["catalog": catalogAddress])
         let metrics = Observability.bootstrap(service: "feature-store", level: configuration.logLevel)
-        let host = try await buildService(configuration: configuration, metricsExporter: metrics)
+        let tenants = (catalogTenants ?? ProcessInfo.processInfo.environment["FEATURE_STORE_CATALOG_TENANTS"]
+            ?? (configuration.seedDemoData ? "demo" : "")).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let host = try await buildService(configuration: configuration, catalogTenants: tenants, metricsExporter: metrics)
         try await host.run()
     }
 }

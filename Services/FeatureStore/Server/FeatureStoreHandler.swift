@@ -53,7 +53,12 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         desired.clearUpdateTime()
         try check(FeatureValidation.viewViolations(desired))
         let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "ApplyFeatureView", context: context)
-        let view = desired
+        return try await applyView(desired, tenant: tenant, idempotency: key)
+    }
+
+    /// ApplyFeatureView for a valid definition; also how the catalog feed
+    /// consumer declares its view.
+    func applyView(_ view: FeatureView, tenant: TenantID, idempotency key: IdempotencyKey?) async throws -> ApplyViewResponse {
         let data = try await modifyRegistry(tenant: tenant, key: key) { views, services in
             let now = Google_Protobuf_Timestamp(date: Date())
             guard let current = views[view.name] else {
@@ -195,12 +200,20 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         guard (1...configuration.maxWriteRows).contains(request.rows.count) else {
             throw RPCError.invalidArgument(violations: [FieldViolation("rows", "needs 1 to \(configuration.maxWriteRows) rows, got \(request.rows.count)")])
         }
-        guard let view = try await cache.registry(tenant: tenant).views[request.featureView] else { throw viewNotFound(request.featureView) }
+        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "WriteFeatures", context: context)
+        return try await write(request.rows, to: request.featureView, tenant: tenant, idempotency: key)
+    }
+
+    /// WriteFeatures after the request checks; also how the catalog feed
+    /// consumer writes item rows.
+    func write(_ rows: [Platform_Featurestore_V1_FeatureRow], to viewName: String, tenant: TenantID,
+               idempotency key: IdempotencyKey?) async throws -> Platform_Featurestore_V1_WriteFeaturesResponse {
+        guard let view = try await cache.registry(tenant: tenant).views[viewName] else { throw viewNotFound(viewName) }
         let types = Dictionary(view.features.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
         let now = Date()
         var errors: [Platform_Featurestore_V1_RowError] = []
         var valid: [StoredRow] = []
-        for (index, row) in request.rows.enumerated() {
+        for (index, row) in rows.enumerated() {
             func reject(_ field: String, _ reason: String) {
                 errors.append(.with { $0.rowIndex = Int32(index); $0.field = field; $0.reason = reason })
             }
@@ -227,7 +240,6 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             valid.append(StoredRow(entityKey: EntityKey.encode(view.entities.map { row.entityKey[$0]! }), values: values,
                                    eventTime: row.eventTime.date))
         }
-        let key = try IdempotencyKey.of(request, requestID: request.requestID, method: "WriteFeatures", context: context)
         let rejected = errors
         let outcome: WriteOutcome
         do {

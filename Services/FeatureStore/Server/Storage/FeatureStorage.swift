@@ -29,6 +29,12 @@ public protocol FeatureStorage: Sendable {
     /// The latest stored row of each entity key that has one.
     func rows(tenant: TenantID, view: String, entityKeys: [String]) async throws -> [String: StoredRow]
 
+    /// Where a feed consumer stopped (its resume token), or nil.
+    func offset(tenant: TenantID, consumer: String) async throws -> String?
+
+    /// Records where a feed consumer stopped.
+    func saveOffset(tenant: TenantID, consumer: String, token: String) async throws
+
     func pruneExpired(now: Date) async throws
     func isAvailable() async -> Bool
     func close() async throws

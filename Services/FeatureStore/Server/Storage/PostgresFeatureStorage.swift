@@ -31,6 +31,7 @@ public final class PostgresFeatureStorage: FeatureStorage {
                 """,
                 PostgresStorage.idempotencyTable,
             ]),
+            (2, ["CREATE TABLE consumer_offsets (tenant TEXT NOT NULL, consumer TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (tenant, consumer))"]),
         ])
     }
 
@@ -145,6 +146,21 @@ public final class PostgresFeatureStorage: FeatureStorage {
             found[key] = try SQLiteFeatureStorage.decode(key: key, micros: micros, data: data)
         }
         return found
+    }
+
+    public func offset(tenant: TenantID, consumer: String) async throws -> String? {
+        for try await token in try await client.query(
+            "SELECT token FROM consumer_offsets WHERE tenant = \(tenant.value) AND consumer = \(consumer)", logger: logger).decode(String.self) {
+            return token
+        }
+        return nil
+    }
+
+    public func saveOffset(tenant: TenantID, consumer: String, token: String) async throws {
+        try await client.query("""
+            INSERT INTO consumer_offsets (tenant, consumer, token) VALUES (\(tenant.value), \(consumer), \(token))
+            ON CONFLICT (tenant, consumer) DO UPDATE SET token = excluded.token
+            """, logger: logger)
     }
 
     public func pruneExpired(now: Date) async throws {

@@ -37,6 +37,9 @@ public final class SQLiteFeatureStorage: FeatureStorage {
                 """)
             try db.execute(sql: SQLiteIdempotency.table)
         }
+        migrator.registerMigration("v2: feed consumer offsets") { db in
+            try db.execute(sql: "CREATE TABLE consumer_offsets (tenant TEXT NOT NULL, consumer TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (tenant, consumer)) WITHOUT ROWID")
+        }
         try migrator.migrate(pool)
     }
 
@@ -145,6 +148,18 @@ public final class SQLiteFeatureStorage: FeatureStorage {
     static func decode(key: String, micros: Int64, data: Data) throws -> StoredRow {
         StoredRow(entityKey: key, values: try Platform_Featurestore_V1_FeatureRow(serializedBytes: data).values,
                   eventTime: Date(timeIntervalSince1970: Double(micros) / 1_000_000))
+    }
+
+    public func offset(tenant: TenantID, consumer: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT token FROM consumer_offsets WHERE tenant = ? AND consumer = ?", arguments: [tenant.value, consumer])
+        }
+    }
+
+    public func saveOffset(tenant: TenantID, consumer: String, token: String) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO consumer_offsets (tenant, consumer, token) VALUES (?, ?, ?)", arguments: [tenant.value, consumer, token])
+        }
     }
 
     public func pruneExpired(now: Date) async throws {
