@@ -13,13 +13,16 @@ import Testing
 /// over loopback, as a client would.
 @Suite struct GrowthBookConformanceTests {
     /// `MERIDIAN_GROWTHBOOK_CASES`, else `shared/conformance/growthbook/cases.json`
-    /// beside the repository.
+    /// beside the repository (where the project's shared data lives), else
+    /// the development machine's copy.
     static let casesURL: URL = {
         if let path = ProcessInfo.processInfo.environment["MERIDIAN_GROWTHBOOK_CASES"], !path.isEmpty {
             return URL(fileURLWithPath: path)
         }
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return repository.deletingLastPathComponent().appendingPathComponent("shared/conformance/growthbook/cases.json")
+        let candidates = [repository.deletingLastPathComponent().appendingPathComponent("shared/conformance/growthbook/cases.json"),
+                          URL(fileURLWithPath: "/work/shared/conformance/growthbook/cases.json")]
+        return candidates.first { FileManager.default.fileExists(atPath: $0.path) } ?? candidates[0]
     }()
 
     static let cases: [String: JSONValue] = {
