@@ -32,12 +32,7 @@ public func buildService(
         let seeded = try await DemoCatalog.seed(into: store, tenant: TenantID(DemoCatalog.tenant))
         logger.info("demo catalog ready", metadata: ["products": "\(seeded)", "tenant": "\(DemoCatalog.tenant)"])
     }
-    let pruning = Task {
-        while !Task.isCancelled {
-            try? await store.pruneExpired(now: Date())
-            try? await Task.sleep(for: .seconds(3600))
-        }
-    }
+    let pruning = startHousekeeping { try await store.pruneExpired(now: Date()) }
     return ServiceHost(
         configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
         readinessCheck: { await store.isAvailable() },

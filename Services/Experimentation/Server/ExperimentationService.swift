@@ -34,12 +34,7 @@ public func buildService(
         try await seedDemo(store: store)
         logger.info("demo experiments ready", metadata: ["tenant": "\(DemoExperiments.tenant)"])
     }
-    let pruning = Task {
-        while !Task.isCancelled {
-            try? await store.pruneExpired(now: Date())
-            try? await Task.sleep(for: .seconds(3600))
-        }
-    }
+    let pruning = startHousekeeping { try await store.pruneExpired(now: Date()) }
     return ServiceHost(
         configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
         readinessCheck: { await store.isAvailable() },

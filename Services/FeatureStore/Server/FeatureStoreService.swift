@@ -37,12 +37,7 @@ public func buildService(
         logger.info("following the catalog feed", metadata: ["catalog": "\(address)", "tenants": "\(catalogTenants.joined(separator: ","))"])
     }
     let feed = feedParts
-    let pruning = Task {
-        while !Task.isCancelled {
-            try? await storage.pruneExpired(now: Date())
-            try? await Task.sleep(for: .seconds(3600))
-        }
-    }
+    let pruning = startHousekeeping { try await storage.pruneExpired(now: Date()) }
     return ServiceHost(
         configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
         readinessCheck: { await storage.isAvailable() },

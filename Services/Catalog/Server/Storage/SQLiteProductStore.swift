@@ -19,14 +19,7 @@ public final class SQLiteProductStore: ProductStore {
     let idempotencyRetention: TimeInterval
 
     public init(path: String, changeRetention: TimeInterval = 7 * 86_400, idempotencyRetention: TimeInterval = 86_400) throws {
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")  // durable in WAL mode across process crashes
-        }
-        pool = try DatabasePool(path: path, configuration: configuration)
+        pool = try SQLiteStorage.openPool(path: path, durability: .processCrash)
         self.changeRetention = changeRetention
         self.idempotencyRetention = idempotencyRetention
         try Self.migrator.migrate(pool)

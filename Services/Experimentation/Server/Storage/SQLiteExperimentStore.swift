@@ -13,15 +13,8 @@ public final class SQLiteExperimentStore: ExperimentStore {
     let idempotencyRetention: TimeInterval
 
     public init(path: String, idempotencyRetention: TimeInterval = 86_400) throws {
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in
-            // FULL: an acknowledged exposure survives power loss, not only a crash.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        pool = try DatabasePool(path: path, configuration: configuration)
+        // An acknowledged exposure survives power loss, not only a crash.
+        pool = try SQLiteStorage.openPool(path: path, durability: .powerLoss)
         self.idempotencyRetention = idempotencyRetention
         try Self.migrator.migrate(pool)
     }

@@ -14,12 +14,7 @@ public final class SQLiteFeatureStorage: FeatureStorage {
     let idempotencyRetention: TimeInterval
 
     public init(path: String, idempotencyRetention: TimeInterval = 86_400) throws {
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        pool = try DatabasePool(path: path, configuration: configuration)
+        pool = try SQLiteStorage.openPool(path: path, durability: .powerLoss)
         self.idempotencyRetention = idempotencyRetention
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: views, services, rows, idempotency") { db in
