@@ -283,46 +283,49 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             rowsByView[view.name] = (keys, try await cache.rows(tenant: tenant, view: view.name, entityKeys: keys))
         }
 
-        var response = Platform_Featurestore_V1_GetOnlineFeaturesResponse()
         let joinKeys = request.entities.keys.sorted()
         var names = joinKeys
-        response.results.reserveCapacity(joinKeys.count + columns.count)
+        var encoder = ResultsEncoder(capacity: (joinKeys.count + columns.count) * rowCount * 24)
         for key in joinKeys {
-            var vector = Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector()
-            vector.values = request.entities[key]!.val
-            vector.statuses = Array(repeating: .present, count: rowCount)
-            vector.eventTimestamps = Array(repeating: Google_Protobuf_Timestamp(), count: rowCount)
-            response.results.append(vector)
+            encoder.beginVector()
+            for value in request.entities[key]!.val {
+                encoder.append(value: try value.serializedBytes(), status: .present, eventTime: nil)
+            }
+            encoder.endVector()
         }
+        var statusCounts: [String: [Platform_Featurestore_V1_FieldStatus: Int]] = [:]
         for column in columns {
             names.append(request.fullFeatureNames ? "\(column.view.name)__\(column.feature)" : column.feature)
             let (keys, rows) = rowsByView[column.view.name]!
             let ttl = column.view.ttl
-            var vector = Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector()
-            vector.values.reserveCapacity(rowCount)
+            var counts = statusCounts[column.view.name] ?? [:]
+            encoder.beginVector()
             for key in keys {
+                let status: Platform_Featurestore_V1_FieldStatus
                 guard let row = rows[key] else {
-                    vector.values.append(FeatureValue())
-                    vector.statuses.append(.notFound)
-                    vector.eventTimestamps.append(Google_Protobuf_Timestamp())
+                    encoder.append(value: [], status: .notFound, eventTime: nil)
+                    counts[.notFound, default: 0] += 1
                     continue
                 }
-                vector.eventTimestamps.append(Google_Protobuf_Timestamp(date: row.eventTime))
+                var value: [UInt8] = []
                 if ttl > 0, now.timeIntervalSince(row.eventTime) > ttl {
-                    vector.values.append(FeatureValue())
-                    vector.statuses.append(.outsideMaxAge)
-                } else if let value = row.values[column.feature] {
-                    vector.values.append(value)
-                    vector.statuses.append(.present)
+                    status = .outsideMaxAge
+                } else if let encoded = try row.encodedValue(column.feature) {
+                    status = .present
+                    value = encoded
                 } else {
-                    vector.values.append(FeatureValue())
-                    vector.statuses.append(.nullValue)
+                    status = .nullValue
                 }
+                encoder.append(value: value, status: status, eventTime: row.eventSeconds)
+                counts[status, default: 0] += 1
             }
-            response.results.append(vector)
+            encoder.endVector()
+            statusCounts[column.view.name] = counts
         }
+        var response = Platform_Featurestore_V1_GetOnlineFeaturesResponse()
         response.metadata.featureNames.val = names
-        FeatureStoreMetrics.recordLookup(tenant: tenant, results: response.results.dropFirst(joinKeys.count), views: columns.map(\.view.name))
+        response.unknownFields = try encoder.unknownFields()
+        FeatureStoreMetrics.recordLookup(tenant: tenant, counts: statusCounts)
         return response
     }
 

@@ -23,11 +23,7 @@ enum FeatureStoreMetrics {
         }
     }
 
-    static func recordLookup(tenant: TenantID, results: ArraySlice<Platform_Featurestore_V1_GetOnlineFeaturesResponse.FeatureVector>, views: [String]) {
-        var counts: [String: [Platform_Featurestore_V1_FieldStatus: Int]] = [:]
-        for (vector, view) in zip(results, views) {
-            for status in vector.statuses { counts[view, default: [:]][status, default: 0] += 1 }
-        }
+    static func recordLookup(tenant: TenantID, counts: [String: [Platform_Featurestore_V1_FieldStatus: Int]]) {
         for (view, byStatus) in counts {
             for (status, count) in byStatus {
                 Counter(label: "feature_store_lookup_values_total",

@@ -94,7 +94,7 @@ final class OnlineCache: Sendable {
             return state.generation
         }
         guard !missing.isEmpty else { return found }
-        let loaded = try await storage.rows(tenant: tenant, view: view, entityKeys: missing)
+        let loaded = try await storage.rows(tenant: tenant, view: view, entityKeys: missing).mapValues { try $0.withEncodedValues() }
         state.withLock { state in
             guard state.generation == generation else { return }
             if state.rows.count + missing.count > maxRows { state.rows.removeAll(keepingCapacity: true) }

@@ -1,6 +1,7 @@
 import Contracts
 import Foundation
 import ServiceKit
+import SwiftProtobuf
 
 public typealias FeatureView = Platform_Featurestore_V1_FeatureView
 public typealias FeatureService = Platform_Featurestore_V1_FeatureService
@@ -66,13 +67,37 @@ public enum FeatureStorageError: Error, Sendable {
 /// null) and the event time.
 public struct StoredRow: Sendable {
     public var entityKey: String
-    public var values: [String: FeatureValue]
+    public var values: [String: FeatureValue] {
+        didSet { encodedValues = nil }
+    }
     public var eventTime: Date
+    /// The values already encoded, filled when the row enters the hot tier
+    /// so lookups copy bytes instead of encoding messages.
+    var encodedValues: [String: [UInt8]]?
 
     public init(entityKey: String, values: [String: FeatureValue], eventTime: Date) {
         self.entityKey = entityKey
         self.values = values
         self.eventTime = eventTime
+    }
+
+    /// The row with its values encoded.
+    func withEncodedValues() throws -> StoredRow {
+        var copy = self
+        copy.encodedValues = try values.mapValues { try $0.serializedBytes() }
+        return copy
+    }
+
+    /// One feature's Value, encoded; nil when the row holds no value for it.
+    func encodedValue(_ feature: String) throws -> [UInt8]? {
+        if let encodedValues { return encodedValues[feature] }
+        return try values[feature].map { try $0.serializedBytes() }
+    }
+
+    /// The event time as a protobuf Timestamp's seconds and nanos.
+    var eventSeconds: (seconds: Int64, nanos: Int32) {
+        let timestamp = Google_Protobuf_Timestamp(date: eventTime)
+        return (timestamp.seconds, timestamp.nanos)
     }
 }
 
