@@ -138,5 +138,8 @@ for body in one_by_50 hundred_by_20; do
     report "meridian $body" "$1x$2" "$(measure "$ours_url" "$1" "$2" "${grpc[@]}" -H "x-tenant-id: bench" -d "$work/$body.bin")"
     report "feast $body" "$1x$2" "$(measure "$feast_url" "$1" "$2" "${feast_http[@]}" -d "$work/$body.json")"
   done
-  report "meridian $body" "5k/s" "$(measure "$ours_url" 4 16 "${grpc[@]}" -H "x-tenant-id: bench" -d "$work/$body.bin" --rps 1250)"
 done
+# The latency target is for 1x50 at 5000/s. h2load's rate mode fires every
+# client on one timer, so requests arrive in bursts of 64 and queue behind
+# each other: this point overstates latency against a smooth 5000/s.
+report "meridian one_by_50" "5k/s" "$(measure "$ours_url" 4 16 "${grpc[@]}" -H "x-tenant-id: bench" -d "$work/one_by_50.bin" --rps 1250)"
