@@ -28,11 +28,13 @@ declare -A module_dirs=(
   [StandardProtos]="Shared/StandardProtos/Generated"
   [Contracts]="Shared/Contracts/Generated"
   [InteropTesting]="Tests/Interop/InteropTesting/Generated"
+  [ONNXExecutor]="Services/Inference/ONNX/Generated"
 )
 declare -A module_protos=(
   [StandardProtos]="google/rpc grpc/health grpc/reflection"
   [Contracts]="platform inference"
   [InteropTesting]="grpc/testing"
+  [ONNXExecutor]="onnx"
 )
 
 # Module mappings let generated code import the module holding a dependency.
