@@ -111,11 +111,32 @@ let package = Package(
             path: "Shared/StorageKit",
             swiftSettings: swiftSettings
         ),
+        // XGBoost's C API, for the inference service's tree models.
+        .systemLibrary(
+            name: "CXGBoost",
+            path: "Services/Inference/CXGBoost",
+            pkgConfig: "xgboost",
+            providers: [.apt(["libxgboost-dev"])]
+        ),
         .target(
             name: "FeatureStoreClient",
             dependencies: ["MeridianRPC", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "Crypto", package: "swift-crypto")],
             path: "Services/FeatureStore/Client",
+            swiftSettings: swiftSettings
+        ),
+        // OpenBLAS's CBLAS, for the ONNX executor's matrix products.
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Shared/CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // Runs ONNX graphs for the inference service (no ONNX Runtime C library).
+        .target(
+            name: "ONNXExecutor",
+            dependencies: ["CBLAS", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Services/Inference/ONNX",
             swiftSettings: swiftSettings
         ),
         .target(
@@ -163,7 +184,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlatformTests",
-            dependencies: ["ServiceKit", "Contracts", "StandardServices", "CatalogClient", "FeatureStoreClient", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: ["ServiceKit", "Contracts", "StandardServices", "CatalogClient", "FeatureStoreClient", "ONNXExecutor",
+                           .product(name: "PostgresNIO", package: "postgres-nio")]
                 + services.map { .target(name: $0.serverTarget) },
             path: "Tests/PlatformTests",
             exclude: ["Fixtures"],
@@ -219,7 +241,11 @@ var services: [ServiceModule] {
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
-        ServiceModule(folder: "Inference"),
+        ServiceModule(folder: "Inference", extraDependencies: [
+            "StandardServices", "CXGBoost", "ONNXExecutor",
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
         ServiceModule(folder: "Experimentation", mainDependencies: [
             "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], extraDependencies: [

@@ -14,6 +14,8 @@ packages=(
   python3-venv
   libsqlite3-dev          # embedded storage (GRDB)
   postgresql              # PostgreSQL storage; tests start throwaway clusters
+  libxgboost-dev          # inference: XGBoost models through its C API
+  libopenblas-dev         # inference: matrix products of the ONNX executor (CBLAS)
 )
 
 missing=()

@@ -2,6 +2,8 @@
 # Creates (once) a virtualenv the Python tests use, and prints its path.
 #   scripts/python-env.sh          gRPC's Python implementation and its stub generator (interop tests)
 #   scripts/python-env.sh feast    Feast itself, for the feature store's differential test
+#   scripts/python-env.sh inference  tritonclient, and the reference runtimes behind the inference fixtures
+#   scripts/python-env.sh mlserver   Seldon's MLServer with its XGBoost runtime, the inference benchmark's peer
 # Feast pins its own protobuf, so it gets a virtualenv of its own.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +18,17 @@ case "${1:-interop}" in
     requirements=(feast==0.67.* grpcio==1.* pytest)
     probe="import feast, grpc, pytest"
     ;;
-  *) echo "usage: $0 [interop|feast]" >&2; exit 2 ;;
+  inference)
+    venv="$root/.build-python-inference"
+    requirements=("tritonclient[grpc]==2.*" xgboost==1.7.* scikit-learn numpy onnx onnxruntime skl2onnx pytest)
+    probe="import tritonclient.grpc, xgboost, sklearn, numpy, onnx, onnxruntime, skl2onnx, pytest"
+    ;;
+  mlserver)
+    venv="$root/.build-python-mlserver"
+    requirements=(mlserver==1.* mlserver-xgboost==1.* "xgboost<3")
+    probe="import mlserver, mlserver_xgboost, xgboost"
+    ;;
+  *) echo "usage: $0 [interop|feast|inference|mlserver]" >&2; exit 2 ;;
 esac
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2

@@ -322,7 +322,8 @@ public nonisolated struct Inference_ModelInferRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Model to run, or a routing alias.
+  /// Model to run. With no version, a model that splits traffic between
+  /// versions (its config's "routing" parameter) picks one.
   public var modelName: String = String()
 
   /// Version; empty lets the server (or the alias) choose.
@@ -331,7 +332,8 @@ public nonisolated struct Inference_ModelInferRequest: Sendable {
   /// Request id, echoed in the response.
   public var id: String = String()
 
-  /// Request parameters, e.g. "sticky_key" for routing.
+  /// Request parameters, e.g. "routing_key": requests with the same key are
+  /// routed to the same version when the model splits traffic.
   public var parameters: Dictionary<String,Inference_InferParameter> = [:]
 
   /// Inputs.
