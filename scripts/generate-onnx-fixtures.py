@@ -14,7 +14,12 @@ Writes Tests/PlatformTests/Fixtures/onnx/:
                              at opset 18 (axes as inputs)
   edge_ops.onnx              broadcasting, 1-D and batched MatMul, Gemm transposes,
                              negative axes and indices, casts (opset 13)
+  string_ops.onnx            STRING tensors through the data-movement operators
+                             (Identity, Gather, Concat, Reshape, Flatten, Squeeze,
+                             Unsqueeze), with a string initializer and a Constant
   unsupported_topk.onnx      uses TopK: loading must fail naming the operator
+  unsupported_string_add.onnx    Add on strings: loading must fail (strings only move)
+  unsupported_string_cast.onnx   Cast from string to float: loading must fail
   unsupported_ml_domain.onnx a full MLPClassifier conversion with ai.onnx.ml operators:
                              loading must fail naming the domain
   <name>.json                what the test checks, see below
@@ -28,15 +33,21 @@ Writes Tests/PlatformTests/Fixtures/onnx/:
               "outputs": {"variable": {"type": "float32", "shape": [1, 1], "data": [...]}}}, ...]}
 or, for the models that must not load,
   {"model": "unsupported_topk.onnx", "error": {"kind": "unsupportedOperator", "op_type": "TopK", ...}}
+String tensors have "type": "string" and each element base64 encoded
+("data": ["aGk=", ...]), so the JSON can hold any bytes. (ONNX Runtime's
+Python API only passes str, so the fixture strings are UTF-8, with empty
+strings and NULs; the tests feed other bytes themselves.)
 Declared shapes use -1 for dynamic dimensions. Float inputs are multiples of
 1/256 (exact in float32 and short in decimal); outputs are what
 onnxruntime.InferenceSession answers, float32 values written as their
-shortest decimal.
+shortest decimal (two string_ops outputs come from NumPy instead, where
+ONNX Runtime's string Gather is wrong; see string_ops).
 
 The output is committed, so tests never need Python. To regenerate:
 
     "$(scripts/python-env.sh inference)/bin/python" scripts/generate-onnx-fixtures.py
 """
+import base64
 import json
 import pathlib
 import warnings
@@ -57,7 +68,7 @@ OUT = ROOT / "Tests" / "PlatformTests" / "Fixtures" / "onnx"
 TYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64", np.dtype(np.int32): "int32",
          np.dtype(np.int64): "int64", np.dtype(np.bool_): "bool"}
 ELEMENT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64", TensorProto.INT32: "int32",
-                 TensorProto.INT64: "int64", TensorProto.BOOL: "bool"}
+                 TensorProto.INT64: "int64", TensorProto.BOOL: "bool", TensorProto.STRING: "string"}
 
 rng = np.random.default_rng(20260301)
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -70,6 +81,10 @@ def quantized(values, dtype=np.float32):
 
 def encoded(array):
     array = np.asarray(array)
+    if array.dtype == object or array.dtype.kind in "SU":
+        # Strings (ONNX Runtime answers str) as base64 of their bytes (UTF-8 for str).
+        data = [base64.b64encode(v if isinstance(v, bytes) else str(v).encode()).decode("ascii") for v in array.ravel()]
+        return {"type": "string", "shape": list(array.shape), "data": data}
     if array.dtype == np.float32:
         # Shortest decimal that reads back as the same float32.
         data = [float(np.format_float_positional(v, unique=True, trim="-")) if np.isfinite(v) else None
@@ -93,7 +108,9 @@ def declared(values):
     return result
 
 
-def write(name, model, cases, description):
+def write(name, model, cases, description, numpy_reference=None):
+    """`numpy_reference` maps outputs on which ONNX Runtime is wrong to a
+    function of the feeds computing them with NumPy instead."""
     onnx.checker.check_model(model, full_check=True)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # edge_ops overrides an initializer on purpose; no warning for it
@@ -104,6 +121,11 @@ def write(name, model, cases, description):
     recorded = []
     for case_name, feeds in cases:
         results = session.run(output_names, feeds)
+        for output, compute in (numpy_reference or {}).items():
+            index = output_names.index(output)
+            correct = compute(feeds)
+            print(f"  {name} {case_name} {output}: NumPy {correct.tolist()!r:.80}, ONNX Runtime {results[index].tolist()!r:.80}")
+            results[index] = correct
         recorded.append({"name": case_name,
                          "inputs": {k: encoded(v) for k, v in feeds.items()},
                          "outputs": {k: encoded(v) for k, v in zip(output_names, results)}})
@@ -433,6 +455,101 @@ def unsupported_topk():
                   "Relu then TopK: TopK is not supported")
 
 
+def string_ops():
+    """STRING tensors through every operator that moves them: BYTES in
+    Triton terms, for ids and text the service passes through."""
+    node = helper.make_node
+    s = TensorProto.STRING
+    initializers = [
+        helper.make_tensor("header", s, [1, 2], [b"id", "na\u00efve \u2713".encode()]),
+        tensor("swap", np.array([1, 0], dtype=np.int64)),
+        tensor("last", np.array(-1, dtype=np.int64)),
+        tensor("rows", np.array([[0], [-1]], dtype=np.int32), raw=False),
+        tensor("axes_0", np.array([0], dtype=np.int64)),
+        tensor("axes_1", np.array([1], dtype=np.int64)),
+        tensor("flat_shape", np.array([-1], dtype=np.int64)),
+        tensor("pairs_shape", np.array([0, 2, 2], dtype=np.int64), raw=False),
+    ]
+    nodes = [
+        node("Identity", ["text"], ["copy"], name="copy"),
+        node("Gather", ["text", "swap"], ["swapped"], name="swapped", axis=1),
+        node("Concat", ["text", "swapped"], ["joined"], name="joined", axis=1),
+        node("Concat", ["header", "text"], ["with_header"], name="with_header", axis=0),
+        node("Gather", ["text", "last"], ["last_row"], name="last_row", axis=0),
+        node("Gather", ["with_header", "rows"], ["picked"], name="picked", axis=0),
+        node("Reshape", ["joined", "flat_shape"], ["flat"], name="flat"),
+        node("Reshape", ["joined", "pairs_shape"], ["pairs"], name="pairs"),
+        node("Unsqueeze", ["text", "axes_1"], ["expanded"], name="expanded"),
+        node("Flatten", ["expanded"], ["flattened"], name="flattened", axis=2),
+        node("Squeeze", ["expanded", "axes_1"], ["squeezed"], name="squeezed"),
+        node("Constant", [], ["tags"], name="tags", value_strings=[b"tag-a", b""]),
+        node("Constant", [], ["tag"], name="tag", value_string=b"tag-b"),
+        node("Unsqueeze", ["tag", "axes_0"], ["tag_1d"], name="tag_1d"),
+        node("Concat", ["tags", "tag_1d"], ["all_tags"], name="all_tags", axis=0),
+    ]
+    graph = helper.make_graph(
+        nodes, "string_ops",
+        [helper.make_tensor_value_info("text", s, ["N", 2])],
+        [helper.make_tensor_value_info("copy", s, ["N", 2]),
+         helper.make_tensor_value_info("swapped", s, ["N", 2]),
+         helper.make_tensor_value_info("joined", s, ["N", 4]),
+         helper.make_tensor_value_info("with_header", s, [None, 2]),
+         helper.make_tensor_value_info("last_row", s, [2]),
+         helper.make_tensor_value_info("picked", s, [2, 1, 2]),
+         helper.make_tensor_value_info("flat", s, [None]),
+         helper.make_tensor_value_info("pairs", s, ["N", 2, 2]),
+         helper.make_tensor_value_info("flattened", s, [None, 2]),
+         helper.make_tensor_value_info("squeezed", s, ["N", 2]),
+         helper.make_tensor_value_info("all_tags", s, [3])],
+        initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="meridian-fixtures")
+    model.ir_version = 8
+
+    def texts(rows):
+        return np.array(rows, dtype=object)
+    cases = [
+        ("one row", {"text": texts([["hello", ""]])}),
+        ("three rows", {"text": texts([["a", "b"], ["na\u00efve \u2713", "with\x00nul"], ["x" * 300, "\u65e5\u672c"]])}),
+    ]
+    # ONNX Runtime (1.32 at least) gathers only the first string of each
+    # slice when a slice holds more than one (Gather along an axis other than
+    # the last): the rest come back empty. Those outputs are NumPy's take,
+    # which is what the ONNX spec defines Gather as.
+    header = numpy_helper.to_array(initializers[0]).astype(object)
+    header = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(header)
+    numpy_reference = {
+        "last_row": lambda feeds: np.take(feeds["text"], -1, axis=0),
+        "picked": lambda feeds: np.take(np.concatenate([header, feeds["text"]]), [[0], [-1]], axis=0),
+    }
+    write("string_ops", model, cases, "STRING tensors through the data-movement operators, opset 13; "
+          "last_row and picked from NumPy (ONNX Runtime drops all but the first string of gathered slices)",
+          numpy_reference)
+
+    # Computing on strings must fail at load, naming the problem.
+    add = helper.make_graph(
+        [node("Concat", ["text", "text"], ["twice"], name="twice", axis=0),
+         node("Add", ["twice", "twice"], ["sum"], name="string_sum")],
+        "unsupported_string_add",
+        [helper.make_tensor_value_info("text", s, ["N"])],
+        [helper.make_tensor_value_info("sum", s, [None])])
+    model = helper.make_model(add, opset_imports=[helper.make_opsetid("", 13)], producer_name="meridian-fixtures")
+    model.ir_version = 8
+    write_failure("unsupported_string_add", model,
+                  {"kind": "unsupportedModel", "node": "string_sum", "message_contains": "string"},
+                  "Add on strings (not valid ONNX either): strings only move")
+    cast = helper.make_graph(
+        [node("Cast", ["text"], ["number"], name="parse", to=TensorProto.FLOAT)],
+        "unsupported_string_cast",
+        [helper.make_tensor_value_info("text", s, ["N"])],
+        [helper.make_tensor_value_info("number", TensorProto.FLOAT, ["N"])])
+    model = helper.make_model(cast, opset_imports=[helper.make_opsetid("", 13)], producer_name="meridian-fixtures")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    write_failure("unsupported_string_cast", model,
+                  {"kind": "unsupportedModel", "node": "parse", "message_contains": "string"},
+                  "Cast from string to float (valid ONNX; ONNX Runtime parses the numbers): not supported")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, skl2onnx {skl2onnx.__version__}, "
@@ -444,6 +561,7 @@ def main():
     all_ops(18)
     edge_ops()
     unsupported_topk()
+    string_ops()
 
 
 if __name__ == "__main__":

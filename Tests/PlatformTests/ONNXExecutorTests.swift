@@ -7,7 +7,8 @@ import Testing
 @Suite struct ONNXExecutorTests {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/onnx")
 
-    static let matchingModels = ["mlp_ranker", "mlp_ranker_f64", "mlp_classifier", "all_ops_opset11", "all_ops_opset18", "edge_ops"]
+    static let matchingModels = ["mlp_ranker", "mlp_ranker_f64", "mlp_classifier", "all_ops_opset11", "all_ops_opset18", "edge_ops",
+                                 "string_ops"]
 
     static func fixture(_ name: String) throws -> [String: Any] {
         let data = try Data(contentsOf: directory.appendingPathComponent("\(name).json"))
@@ -28,6 +29,9 @@ import Testing
         case "int32": return ONNXTensor(shape: shape, int32: data.map { ($0 as? NSNumber)?.int32Value ?? 0 })
         case "int64": return ONNXTensor(shape: shape, int64: data.map { ($0 as? NSNumber)?.int64Value ?? 0 })
         case "bool": return ONNXTensor(shape: shape, bool: data.map { ($0 as? NSNumber)?.boolValue ?? false })
+        case "string":
+            // Base64 per element, so the JSON holds any bytes.
+            return ONNXTensor(shape: shape, strings: try data.map { try #require(Data(base64Encoded: $0 as? String ?? "")) })
         case let other: throw ONNXError.unsupportedModel("fixture type \(other ?? "none")")
         }
     }
@@ -65,6 +69,10 @@ import Testing
                 let got = try #require(results[output], "\(caseName): no output \(output)")
                 #expect(got.shape == want.shape, "\(caseName): \(output) shape")
                 #expect(got.elementType == want.elementType, "\(caseName): \(output) type")
+                if want.elementType == .string {
+                    #expect(got.stringValues == want.stringValues, "\(caseName): \(output)")
+                    continue
+                }
                 let actual = got.doubleValues, reference = want.doubleValues
                 #expect(actual.count == reference.count, "\(caseName): \(output) count")
                 if want.elementType == .float32 || want.elementType == .float64 {
@@ -85,6 +93,51 @@ import Testing
             try Self.model("unsupported_topk")
         }
         #expect(String(describing: ONNXError.unsupportedOperator(node: "top_items", opType: "TopK")).contains("TopK"))
+    }
+
+    /// Strings only move: a node computing on them fails the load, saying so.
+    @Test(arguments: ["unsupported_string_add", "unsupported_string_cast"])
+    func computingOnStringsFailsAtLoad(_ name: String) throws {
+        let expected = try #require(try Self.fixture(name)["error"] as? [String: Any])
+        let node = try #require(expected["node"] as? String)
+        do {
+            _ = try Self.model(name)
+            Issue.record("\(name) loaded")
+        } catch let error as ONNXError {
+            guard case .unsupportedModel(let message) = error else {
+                Issue.record("\(name): unexpected error \(error)")
+                return
+            }
+            #expect(message.contains(node), "\(message)")
+            #expect(message.contains("string"), "\(message)")
+        }
+    }
+
+    /// ONNX STRING elements are bytes: anything, not only UTF-8, passes
+    /// through unchanged (ONNX Runtime's Python API cannot feed such bytes,
+    /// so the fixture cases are UTF-8).
+    @Test func stringsAreArbitraryBytes() throws {
+        let model = try Self.model("string_ops")
+        #expect(model.inputs.map(\.elementType) == [.string])
+        #expect(model.outputs.allSatisfy { $0.elementType == .string })
+        let elements = [Data([0xff, 0x00, 0xfe]), Data(), Data([0xc3]), Data("plain".utf8)]
+        let text = ONNXTensor(shape: [2, 2], strings: elements)
+        let results = try model.run(["text": text])
+        #expect(results["copy"] == text)
+        #expect(results["swapped"]?.stringValues == [elements[1], elements[0], elements[3], elements[2]])
+        #expect(results["last_row"] == ONNXTensor(shape: [2], strings: [elements[2], elements[3]]))
+        // The header row comes from a string initializer.
+        #expect(results["with_header"]?.shape == [3, 2])
+        #expect(results["with_header"]?.stringValues?.dropFirst(2).map { $0 } == elements)
+        #expect(results["with_header"]?.stringValues?.first == Data("id".utf8))
+        #expect(results["all_tags"]?.stringValues == [Data("tag-a".utf8), Data(), Data("tag-b".utf8)])
+        // Strings are not numbers.
+        #expect(throws: ONNXError.inputTypeMismatch(input: "text", expected: .string, actual: .float32)) {
+            try model.run(["text": ONNXTensor(shape: [1, 2], float32: [1, 2])])
+        }
+        #expect(throws: ONNXError.self) {
+            try model.run(["text": ONNXTensor(shape: [2, 2], strings: [Data()])])
+        }
     }
 
     @Test func otherDomainsFailAtLoad() throws {

@@ -139,6 +139,19 @@ extension Int64: NumericElement {
     static func mean(_ sum: Int64, count: Int) -> Int64 { count == 0 ? 0 : sum / Int64(count) }
 }
 
+/// Strings only move (Concat, Gather); nothing computes on them.
+extension Data: StorageElement {
+    static func values(_ storage: ONNXTensor.Storage) -> [Data]? {
+        if case .string(let values) = storage { values } else { nil }
+    }
+    static func take(_ storage: inout ONNXTensor.Storage) -> [Data]? {
+        guard case .string(let values) = storage else { return nil }
+        storage = .string([])
+        return values
+    }
+    static func storage(_ values: [Data]) -> ONNXTensor.Storage { .string(values) }
+}
+
 extension Bool: StorageElement {
     static func values(_ storage: ONNXTensor.Storage) -> [Bool]? {
         if case .bool(let values) = storage { values } else { nil }

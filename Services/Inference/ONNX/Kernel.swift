@@ -66,7 +66,7 @@ enum Kernel: Sendable {
         case .identity:
             return arguments[0]!
         case .cast(let type):
-            return Operators.cast(arguments[0]!, to: type)
+            return try Operators.cast(arguments[0]!, to: type)
         }
     }
 
@@ -82,6 +82,9 @@ enum Kernel: Sendable {
         guard arguments.count > 1, let tensor = arguments[1] else { return nil }
         return try Shapes.int64Values(tensor, what: "the axes input")
     }
+
+    /// The operators that accept string tensors, for error messages.
+    static let stringOperators = "Identity, Reshape, Flatten, Squeeze, Unsqueeze, Concat and Gather"
 
     /// The element type of the output for these input types, or why the
     /// combination is not supported. Checked for every node at load, so
@@ -104,6 +107,28 @@ enum Kernel: Sendable {
                 return .failure(KernelError("\(what) must be int64, is \(second)"))
             }
             return .success(first)
+        }
+
+        // Strings only move: a node that computes on them fails the load
+        // here, before any other type check, with a message saying so.
+        if present.contains(.string) {
+            switch self {
+            case .concat, .reshape, .flatten, .gather, .squeeze, .unsqueeze, .identity:
+                break
+            case .cast(let type) where type == .string && first == .string:
+                break
+            case .cast(let type):
+                return .failure(KernelError(
+                    "casts from string to \(type) are not supported (only string to string); string tensors only pass through "
+                        + Self.stringOperators))
+            case .gemm, .matMul, .matMulBias, .arithmetic, .activation, .softmax, .reduce:
+                return .failure(KernelError(
+                    "inputs of types \(present.map(\.rawValue)) are not supported: string tensors only pass through "
+                        + Self.stringOperators + ", nothing computes on them"))
+            }
+        } else if case .cast(.string) = self {
+            return .failure(KernelError(
+                "casts from \(first?.rawValue ?? "none") to string are not supported (only string to string)"))
         }
 
         switch self {

@@ -1,6 +1,11 @@
-/// Element types the executor computes with (a subset of ONNX's).
+import Foundation
+
+/// Element types the executor computes with (a subset of ONNX's). Strings
+/// only move through the data-movement operators (Identity, Reshape,
+/// Flatten, Squeeze, Unsqueeze, Concat, Gather); a model that computes on
+/// them is rejected at load.
 public enum ONNXElementType: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
-    case float32, float64, int32, int64, bool
+    case float32, float64, int32, int64, bool, string
 
     /// The type's code in ONNX files (`TensorProto.DataType`).
     public var onnxCode: Int32 {
@@ -8,6 +13,7 @@ public enum ONNXElementType: String, Sendable, Hashable, CaseIterable, CustomStr
         case .float32: 1
         case .int32: 6
         case .int64: 7
+        case .string: 8
         case .bool: 9
         case .float64: 11
         }
@@ -18,6 +24,7 @@ public enum ONNXElementType: String, Sendable, Hashable, CaseIterable, CustomStr
         case 1: self = .float32
         case 6: self = .int32
         case 7: self = .int64
+        case 8: self = .string
         case 9: self = .bool
         case 11: self = .float64
         default: return nil
@@ -43,6 +50,9 @@ public struct ONNXTensor: Sendable, Equatable {
         case int32([Int32])
         case int64([Int64])
         case bool([Bool])
+        /// ONNX STRING elements as bytes: ONNX (and Triton's BYTES) do not
+        /// require them to be UTF-8.
+        case string([Data])
 
         public var elementType: ONNXElementType {
             switch self {
@@ -51,6 +61,7 @@ public struct ONNXTensor: Sendable, Equatable {
             case .int32: .int32
             case .int64: .int64
             case .bool: .bool
+            case .string: .string
             }
         }
 
@@ -61,6 +72,7 @@ public struct ONNXTensor: Sendable, Equatable {
             case .int32(let values): values.count
             case .int64(let values): values.count
             case .bool(let values): values.count
+            case .string(let values): values.count
             }
         }
     }
@@ -79,6 +91,7 @@ public struct ONNXTensor: Sendable, Equatable {
     public init(shape: [Int], int32 values: [Int32]) { self.init(shape: shape, storage: .int32(values)) }
     public init(shape: [Int], int64 values: [Int64]) { self.init(shape: shape, storage: .int64(values)) }
     public init(shape: [Int], bool values: [Bool]) { self.init(shape: shape, storage: .bool(values)) }
+    public init(shape: [Int], strings values: [Data]) { self.init(shape: shape, storage: .string(values)) }
 
     public var elementType: ONNXElementType { storage.elementType }
 
@@ -91,7 +104,13 @@ public struct ONNXTensor: Sendable, Equatable {
         if case .float32(let values) = storage { values } else { nil }
     }
 
-    /// Every element converted to Double (booleans as 0 and 1), whatever the type.
+    /// The elements if they are strings.
+    public var stringValues: [Data]? {
+        if case .string(let values) = storage { values } else { nil }
+    }
+
+    /// Every element converted to Double (booleans as 0 and 1); strings,
+    /// which have no number, give NaN.
     public var doubleValues: [Double] {
         switch storage {
         case .float32(let values): values.map(Double.init)
@@ -99,6 +118,7 @@ public struct ONNXTensor: Sendable, Equatable {
         case .int32(let values): values.map(Double.init)
         case .int64(let values): values.map(Double.init)
         case .bool(let values): values.map { $0 ? 1 : 0 }
+        case .string(let values): values.map { _ in .nan }
         }
     }
 }

@@ -15,7 +15,7 @@ enum Operators {
         case .float64: return try arithmetic(Double.self, operation, &x, y, shape)
         case .int32: return try arithmetic(Int32.self, operation, &x, y, shape)
         case .int64: return try arithmetic(Int64.self, operation, &x, y, shape)
-        case .bool: throw unexpected(.bool)
+        case .bool, .string: throw unexpected(x.elementType)
         }
     }
 
@@ -95,7 +95,7 @@ enum Operators {
         case .float64: return try floatActivation(Double.self, activation, &x)
         case .int32: return try relu(Int32.self, &x)
         case .int64: return try relu(Int64.self, &x)
-        case .bool: throw unexpected(.bool)
+        case .bool, .string: throw unexpected(x.elementType)
         }
     }
 
@@ -167,25 +167,30 @@ enum Operators {
         return ONNXTensor(shape: x.shape, storage: T.storage(values))
     }
 
-    static func cast(_ x: ONNXTensor, to type: ONNXElementType) -> ONNXTensor {
+    /// Casts between strings and other types are rejected at load (ONNX
+    /// parses and prints numbers in ways we do not reproduce); string to
+    /// string is the identity.
+    static func cast(_ x: ONNXTensor, to type: ONNXElementType) throws(KernelError) -> ONNXTensor {
         guard x.elementType != type else { return x }
         let storage: ONNXTensor.Storage
         switch type {
         case .float32:
-            storage = .float32(convert(x.storage, { (v: Float) in v }, { (v: Double) in Float(v) }, { (v: Int32) in Float(v) },
+            storage = .float32(try convert(x.storage, { (v: Float) in v }, { (v: Double) in Float(v) }, { (v: Int32) in Float(v) },
                                        { (v: Int64) in Float(v) }, { (v: Bool) -> Float in v ? 1 : 0 }))
         case .float64:
-            storage = .float64(convert(x.storage, { (v: Float) in Double(v) }, { (v: Double) in v }, { (v: Int32) in Double(v) },
+            storage = .float64(try convert(x.storage, { (v: Float) in Double(v) }, { (v: Double) in v }, { (v: Int32) in Double(v) },
                                        { (v: Int64) in Double(v) }, { (v: Bool) -> Double in v ? 1 : 0 }))
         case .int32:
-            storage = .int32(convert(x.storage, { (v: Float) -> Int32 in integer(v) }, { (v: Double) -> Int32 in integer(v) },
+            storage = .int32(try convert(x.storage, { (v: Float) -> Int32 in integer(v) }, { (v: Double) -> Int32 in integer(v) },
                                      { (v: Int32) in v }, { (v: Int64) in Int32(truncatingIfNeeded: v) }, { (v: Bool) -> Int32 in v ? 1 : 0 }))
         case .int64:
-            storage = .int64(convert(x.storage, { (v: Float) -> Int64 in integer(v) }, { (v: Double) -> Int64 in integer(v) },
+            storage = .int64(try convert(x.storage, { (v: Float) -> Int64 in integer(v) }, { (v: Double) -> Int64 in integer(v) },
                                      { (v: Int32) in Int64(v) }, { (v: Int64) in v }, { (v: Bool) -> Int64 in v ? 1 : 0 }))
         case .bool:
-            storage = .bool(convert(x.storage, { (v: Float) in v != 0 }, { (v: Double) in v != 0 }, { (v: Int32) in v != 0 },
+            storage = .bool(try convert(x.storage, { (v: Float) in v != 0 }, { (v: Double) in v != 0 }, { (v: Int32) in v != 0 },
                                     { (v: Int64) in v != 0 }, { (v: Bool) in v }))
+        case .string:
+            throw unexpected(x.elementType)
         }
         return ONNXTensor(shape: x.shape, storage: storage)
     }
@@ -199,13 +204,14 @@ enum Operators {
     private static func convert<R>(
         _ storage: ONNXTensor.Storage, _ fromFloat: (Float) -> R, _ fromDouble: (Double) -> R,
         _ fromInt32: (Int32) -> R, _ fromInt64: (Int64) -> R, _ fromBool: (Bool) -> R
-    ) -> [R] {
+    ) throws(KernelError) -> [R] {
         switch storage {
         case .float32(let values): values.map(fromFloat)
         case .float64(let values): values.map(fromDouble)
         case .int32(let values): values.map(fromInt32)
         case .int64(let values): values.map(fromInt64)
         case .bool(let values): values.map(fromBool)
+        case .string: throw unexpected(.string)
         }
     }
 

@@ -367,6 +367,8 @@ struct Attributes {
         if let value = try attribute("value_floats", .floats) { return ONNXTensor(shape: [value.floats.count], float32: value.floats) }
         if let value = try attribute("value_int", .int) { return ONNXTensor(shape: [], int64: [value.i]) }
         if let value = try attribute("value_ints", .ints) { return ONNXTensor(shape: [value.ints.count], int64: value.ints) }
-        throw ONNXError.unsupportedModel("\(context) has no tensor, float or int value (string and sparse constants are not supported)")
+        if let value = try attribute("value_string", .string) { return ONNXTensor(shape: [], strings: [value.s]) }
+        if let value = try attribute("value_strings", .strings) { return ONNXTensor(shape: [value.strings.count], strings: value.strings) }
+        throw ONNXError.unsupportedModel("\(context) has no tensor, float, int or string value (sparse constants are not supported)")
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Operators that move or relabel elements, and the reductions.
 extension Operators {
     static func reshape(_ x: ONNXTensor, shape requestedTensor: ONNXTensor, allowZero: Bool) throws(KernelError) -> ONNXTensor {
@@ -97,6 +99,7 @@ extension Operators {
         case .int32: return try concat(Int32.self, inputs, outer: outer, chunks: chunks, shape: shape)
         case .int64: return try concat(Int64.self, inputs, outer: outer, chunks: chunks, shape: shape)
         case .bool: return try concat(Bool.self, inputs, outer: outer, chunks: chunks, shape: shape)
+        case .string: return try concat(Data.self, inputs, outer: outer, chunks: chunks, shape: shape)
         }
     }
 
@@ -144,6 +147,7 @@ extension Operators {
         case .int32: return try gather(Int32.self, data, positions, outer: outer, size: size, inner: inner, shape: shape)
         case .int64: return try gather(Int64.self, data, positions, outer: outer, size: size, inner: inner, shape: shape)
         case .bool: return try gather(Bool.self, data, positions, outer: outer, size: size, inner: inner, shape: shape)
+        case .string: return try gather(Data.self, data, positions, outer: outer, size: size, inner: inner, shape: shape)
         }
     }
 
@@ -176,7 +180,7 @@ extension Operators {
         case .float64: return try reduce(Double.self, reduction, x, kept: kept, count: count, shape: shape)
         case .int32: return try reduce(Int32.self, reduction, x, kept: kept, count: count, shape: shape)
         case .int64: return try reduce(Int64.self, reduction, x, kept: kept, count: count, shape: shape)
-        case .bool: throw unexpected(.bool)
+        case .bool, .string: throw unexpected(x.elementType)
         }
     }
 

@@ -18,6 +18,18 @@ extension ONNXTensor {
         }
         let shape = proto.dims.map { Int($0) }
 
+        if type == .string {
+            // ONNX keeps strings only in string_data, never in raw_data.
+            guard !proto.hasRawData else {
+                throw ONNXError.invalidModel("\(what) is a string tensor with raw_data; strings belong in string_data")
+            }
+            guard proto.stringData.count == count else {
+                throw ONNXError.invalidModel("\(what) holds \(proto.stringData.count) strings, its shape \(shape) needs \(count)")
+            }
+            self.init(shape: shape, storage: .string(proto.stringData))
+            return
+        }
+
         if proto.hasRawData {
             let raw = proto.rawData
             let width = type == .bool ? 1 : (type == .float64 || type == .int64 ? 8 : 4)
@@ -30,6 +42,7 @@ extension ONNXTensor {
             case .int32: .int32(Self.littleEndian(raw, count: count, as: Int32.self))
             case .int64: .int64(Self.littleEndian(raw, count: count, as: Int64.self))
             case .bool: .bool(raw.map { $0 != 0 })
+            case .string: preconditionFailure("strings were decoded above")
             }
             self.init(shape: shape, storage: storage)
             return
@@ -43,6 +56,7 @@ extension ONNXTensor {
         case .int32: storage = .int32(proto.int32Data)
         case .int64: storage = .int64(proto.int64Data)
         case .bool: storage = .bool(proto.int32Data.map { $0 != 0 })
+        case .string: storage = .string(proto.stringData)
         }
         guard storage.count == count else {
             throw ONNXError.invalidModel("\(what) holds \(storage.count) values, its shape \(shape) needs \(count)")

@@ -350,6 +350,10 @@ public nonisolated struct Onnx_TensorProto: Sendable {
   /// INT32 values, and the narrower integer and BOOL types widened to int32.
   public var int32Data: [Int32] = []
 
+  /// STRING values, one bytes element each (ONNX strings are arbitrary bytes;
+  /// raw_data never holds them).
+  public var stringData: [Data] = []
+
   /// INT64 values.
   public var int64Data: [Int64] = []
 
@@ -955,7 +959,7 @@ nonisolated extension Onnx_AttributeProto.AttributeType: SwiftProtobuf._ProtoNam
 
 nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TensorProto"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dims\0\u{3}data_type\0\u{4}\u{2}float_data\0\u{3}int32_data\0\u{4}\u{2}int64_data\0\u{1}name\0\u{3}raw_data\0\u{3}double_data\0\u{4}\u{3}external_data\0\u{3}data_location\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dims\0\u{3}data_type\0\u{4}\u{2}float_data\0\u{3}int32_data\0\u{3}string_data\0\u{3}int64_data\0\u{1}name\0\u{3}raw_data\0\u{3}double_data\0\u{4}\u{3}external_data\0\u{3}data_location\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -967,6 +971,7 @@ nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 2: try { try decoder.decodeSingularInt32Field(value: &self._dataType) }()
       case 4: try { try decoder.decodeRepeatedFloatField(value: &self.floatData) }()
       case 5: try { try decoder.decodeRepeatedInt32Field(value: &self.int32Data) }()
+      case 6: try { try decoder.decodeRepeatedBytesField(value: &self.stringData) }()
       case 7: try { try decoder.decodeRepeatedInt64Field(value: &self.int64Data) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 9: try { try decoder.decodeSingularBytesField(value: &self._rawData) }()
@@ -995,6 +1000,9 @@ nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.int32Data.isEmpty {
       try visitor.visitPackedInt32Field(value: self.int32Data, fieldNumber: 5)
     }
+    if !self.stringData.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.stringData, fieldNumber: 6)
+    }
     if !self.int64Data.isEmpty {
       try visitor.visitPackedInt64Field(value: self.int64Data, fieldNumber: 7)
     }
@@ -1021,6 +1029,7 @@ nonisolated extension Onnx_TensorProto: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs._dataType != rhs._dataType {return false}
     if lhs.floatData != rhs.floatData {return false}
     if lhs.int32Data != rhs.int32Data {return false}
+    if lhs.stringData != rhs.stringData {return false}
     if lhs.int64Data != rhs.int64Data {return false}
     if lhs._name != rhs._name {return false}
     if lhs._rawData != rhs._rawData {return false}

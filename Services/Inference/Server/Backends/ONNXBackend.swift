@@ -35,7 +35,7 @@ final class ONNXBackend: ModelBackend {
 
     func execute(_ inputs: [Tensor]) throws(BackendError) -> [Tensor] {
         var feeds: [String: ONNXTensor] = [:]
-        for input in inputs { feeds[input.name] = Self.onnxTensor(input) }
+        for input in inputs { feeds[input.name] = try Self.onnxTensor(input) }
         let results: [String: ONNXTensor]
         do {
             results = try model.run(feeds)
@@ -55,11 +55,12 @@ final class ONNXBackend: ModelBackend {
         case .int32: .int32
         case .int64: .int64
         case .bool: .bool
+        case .bytes: .string
         default: nil
         }
     }
 
-    private static func onnxTensor(_ tensor: Tensor) -> ONNXTensor {
+    private static func onnxTensor(_ tensor: Tensor) throws(BackendError) -> ONNXTensor {
         func values<T>(_: T.Type) -> [T] {
             var values = [T]()
             values.reserveCapacity(tensor.elementCount)
@@ -76,6 +77,13 @@ final class ONNXBackend: ModelBackend {
         case .int32: return ONNXTensor(shape: tensor.shape, int32: values(Int32.self))
         case .int64: return ONNXTensor(shape: tensor.shape, int64: values(Int64.self))
         case .bool: return ONNXTensor(shape: tensor.shape, bool: tensor.raw.map { $0 != 0 })
+        case .bytes:
+            // Length-prefixed elements (checked when the request was decoded)
+            // become one Data each, copied out of the request's buffer.
+            guard let elements = Tensor.splitBytesElements(tensor.raw) else {
+                throw BackendError("input '\(tensor.name)' is not a sequence of length-prefixed BYTES elements")
+            }
+            return ONNXTensor(shape: tensor.shape, strings: elements.map { Data($0) })
         default: preconditionFailure("checked at load: \(tensor.dataType) has no ONNX element type here")
         }
     }
@@ -87,6 +95,7 @@ final class ONNXBackend: ModelBackend {
         case .int32(let values): values.withUnsafeBytes { Data($0) }
         case .int64(let values): values.withUnsafeBytes { Data($0) }
         case .bool(let values): Data(values.map { $0 ? 1 : 0 })
+        case .string(let values): Tensor.joinBytesElements(values)
         }
     }
 }
