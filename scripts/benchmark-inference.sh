@@ -77,14 +77,8 @@ for _ in $(seq 1 100); do
   sleep 0.5
 done
 
-run_point() {  # port mix connections streams -> "ok/s p50 p99 errors"
-  "$rpcload" --quiet -t "127.0.0.1:$1" -c "$3" -m "$4" -w 2 -d "$duration" --json "$work/run.json" "$2" >/dev/null 2>&1 || true
-  python3 - "$work/run.json" <<'PY'
-import json, sys
-total = json.load(open(sys.argv[1]))["total"]
-latency = total["latency_us"]
-print(f'{total["ok_per_s"]:.0f} {latency["p50"]:.0f}us {latency["p99"]:.0f}us {total["errors"]}')
-PY
+run_point() {  # port mix connections streams -> "ok/s p50 p99 errors" (one run; servers alternate run by run)
+  runs=1 measure_rpcload "127.0.0.1:$1" -c "$3" -m "$4" "$2"
 }
 
 declare -A samples

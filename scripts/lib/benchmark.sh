@@ -33,3 +33,20 @@ wait_for_port() {  # port: waits until something accepts connections on it
   echo "nothing listens on port $1" >&2
   return 1
 }
+
+# rpcload (Benchmarks/rpcload) instead of h2load: every response's
+# grpc-status checked and its body decoded; open loop evenly paced with
+# latency from each call's scheduled time. Needs $rpcload.
+measure_rpcload() {  # target, rpcload args... -> "ok/s p50 p99 errors" (median run by p99)
+  local target=$1; shift
+  local results=()
+  for _ in $(seq 1 "$runs"); do
+    taskset -c 1 "$rpcload" --quiet -t "$target" -w 2 -d "$duration" --json "$work/rpcload.json" "$@" >/dev/null 2>&1 || true
+    results+=("$(python3 -c '
+import json, sys
+total = json.load(open(sys.argv[1]))["total"]
+latency = total["latency_us"]
+print("%.0f %.0fus %.0fus %d" % (total["ok_per_s"], latency["p50"], latency["p99"], total["errors"]))' "$work/rpcload.json")")
+  done
+  printf '%s\n' "${results[@]}" | sort -k3,3n | sed -n "$(( (runs + 1) / 2 ))p"
+}
