@@ -114,9 +114,18 @@ final class InferenceFixture: Sendable {
         try fixture.addModel("classifier", config: InferenceFixture.config("classifier"), versions: [1: "classifier.json"])
         try fixture.addModel("classifier_ubj", config: InferenceFixture.config("classifier_ubj", filename: "model.ubj"), versions: [1: "classifier.ubj"])
         try fixture.addModel("classifier_margin", config: InferenceFixture.config("classifier_margin", output: "margin"), versions: [1: "classifier.json"])
+        // The same trees walked natively (the default for plain ensembles) and by libxgboost.
+        let native = #"parameters { key: "predictor" value { string_value: "native" } }"#
+        let library = #"parameters { key: "predictor" value { string_value: "library" } }"#
+        try fixture.addModel("native", config: InferenceFixture.config("native", extra: native), versions: [1: "classifier.ubj"])
+        try fixture.addModel("native_margin", config: InferenceFixture.config("native_margin", output: "margin", extra: native), versions: [1: "classifier.json"])
+        try fixture.addModel("library", config: InferenceFixture.config("library", extra: library), versions: [1: "classifier.json"])
+        try fixture.addModel("library_margin", config: InferenceFixture.config("library_margin", output: "margin", extra: library), versions: [1: "classifier.ubj"])
         try await fixture.start()
         let expected = InferenceFixture.classifier
-        for (model, reference) in [("classifier", expected.probability), ("classifier_ubj", expected.probability), ("classifier_margin", expected.margin)] {
+        for (model, reference) in [("classifier", expected.probability), ("classifier_ubj", expected.probability), ("classifier_margin", expected.margin),
+                                   ("native", expected.probability), ("native_margin", expected.margin),
+                                   ("library", expected.probability), ("library_margin", expected.margin)] {
             let response = try await fixture.client.modelInfer(InferenceFixture.request(model, rows: expected.rows[...]))
             #expect(response.modelVersion == "1")
             #expect(response.outputs.map(\.name) == ["score"])

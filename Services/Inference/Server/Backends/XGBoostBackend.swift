@@ -14,6 +14,10 @@ final class XGBoostBackend: ModelBackend, @unchecked Sendable {
     private let outputName: String
     private let outputDims: [Int]
     private let predictConfig: String
+    private let outputMargin: Bool
+    /// The same model walked natively, when it is a plain numeric tree
+    /// ensemble (see `XGBoostForest`); nil leaves prediction to libxgboost.
+    let forest: XGBoostForest?
 
     init(definition: ModelDefinition, artifact: URL) throws(ModelLoadError) {
         var handle: BoosterHandle?
@@ -36,10 +40,22 @@ final class XGBoostBackend: ModelBackend, @unchecked Sendable {
             XGBoosterFree(handle)
             throw .artifact("\(artifact.lastPathComponent) has \(featureCount) features but input '\(definition.inputs[0].name)' declares \(declared)")
         }
+        let forest = definition.treePredictor == .library ? nil : Self.exportForest(handle, features: declared)
+        if forest == nil && definition.treePredictor == .native {
+            XGBoosterFree(handle)
+            throw .invalidConfig("parameter predictor is native but this model needs libxgboost (categorical splits, DART, a linear booster or an objective walked only there)")
+        }
+        let output = definition.outputs[0]
+        if let forest, !output.dims.contains(-1), output.dims.reduce(1, *) != forest.groups {
+            XGBoosterFree(handle)
+            throw .invalidConfig("the model gives \(forest.groups) values per row but output '\(output.name)' declares dims \(output.dims)")
+        }
+        self.forest = forest
         booster = handle
         features = declared
-        outputName = definition.outputs[0].name
-        outputDims = definition.outputs[0].dims
+        outputName = output.name
+        outputDims = output.dims
+        outputMargin = definition.outputMargin
         // type 0 is the objective's transform (probability), 1 the raw margin.
         predictConfig = #"{"type": \#(definition.outputMargin ? 1 : 0), "training": false, "iteration_begin": 0, "iteration_end": 0, "strict_shape": false, "missing": NaN, "cache_id": 0}"#
     }
@@ -49,6 +65,16 @@ final class XGBoostBackend: ModelBackend, @unchecked Sendable {
     func execute(_ inputs: [Tensor]) throws(BackendError) -> [Tensor] {
         let input = inputs[0]
         let rows = input.shape[0]
+        if let forest {
+            let scores = input.raw.withUnsafeBytes { bytes in
+                if Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0 {
+                    return forest.predict(bytes.bindMemory(to: Float.self), rows: rows, margin: outputMargin)
+                }
+                // Small Data values can live unaligned: copy those first.
+                return input.float32Values.withUnsafeBufferPointer { forest.predict($0, rows: rows, margin: outputMargin) }
+            }
+            return [Tensor(name: outputName, shape: [rows, forest.groups], float32: scores)]
+        }
         // Data.withUnsafeBytes rethrows untyped errors, so the outcome comes back as a Result.
         let outcome: Result<[Float], BackendError> = input.raw.withUnsafeBytes { bytes in
             let address = UInt(bitPattern: bytes.baseAddress)
@@ -72,6 +98,16 @@ final class XGBoostBackend: ModelBackend, @unchecked Sendable {
             throw BackendError("model gives \(perRow) values per row but output '\(outputName)' declares dims \(outputDims)")
         }
         return [Tensor(name: outputName, shape: [rows, perRow], float32: scores)]
+    }
+
+    /// The loaded model as XGBoost's own JSON, read back as a forest we can walk.
+    private static func exportForest(_ handle: BoosterHandle, features: Int) -> XGBoostForest? {
+        var length: bst_ulong = 0
+        var bytes: UnsafePointer<CChar>?
+        guard XGBoosterSaveModelToBuffer(handle, #"{"format": "json"}"#, &length, &bytes) == 0, let bytes else { return nil }
+        let json = Data(bytes: bytes, count: Int(length))
+        guard let forest = XGBoostForest(json: json), forest.features == features else { return nil }
+        return forest
     }
 
     private static func lastError() -> String {

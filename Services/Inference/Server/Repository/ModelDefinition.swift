@@ -56,6 +56,14 @@ public struct ModelDefinition: Sendable {
     /// XGBoost: probability (the objective's transform) or margin (raw scores).
     public var outputMargin: Bool
 
+    /// XGBoost: who walks the trees. `auto` walks plain numeric ensembles
+    /// natively and leaves the rest to libxgboost; `native` insists (the load
+    /// fails when the model needs libxgboost); `library` always calls libxgboost.
+    public enum TreePredictor: String, Sendable {
+        case auto, native, library
+    }
+    public var treePredictor: TreePredictor
+
     /// Default queue bound when the config sets none: enough to absorb a burst,
     /// small enough that a stalled model answers UNAVAILABLE instead of piling up memory.
     public static let defaultMaxQueueSize = 1024
@@ -144,6 +152,10 @@ public struct ModelDefinition: Sendable {
         case "margin": outputMargin = true
         case let other: throw .invalidConfig("parameter output must be probability or margin, not '\(other)'")
         }
+        guard let predictor = TreePredictor(rawValue: parameters["predictor"] ?? "auto") else {
+            throw .invalidConfig("parameter predictor must be auto, native or library, not '\(parameters["predictor"] ?? "")'")
+        }
+        treePredictor = predictor
         routes = try Self.parseRoutes(parameters["routing"])
         if let shadow = parameters["shadow_version"], !shadow.isEmpty {
             guard let version = Int64(shadow), version > 0 else { throw .invalidConfig("parameter shadow_version must be a version number, not '\(shadow)'") }
