@@ -41,15 +41,17 @@ swift build --build-tests
 echo "== rpcload (libnghttp2 + protobuf-c) smoke test: one second against the catalog and the inference service"
 make -s -C Benchmarks/rpcload check
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# The catalog seeds 10,000 demo products before it listens: give a debug build time.
+wait_for() { for _ in $(seq 1 1800); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "error: nothing listens on port $1" >&2; return 1; }
 catalog_port=$(free_port)
 .build/debug/catalog --host 127.0.0.1 --port "$catalog_port" --admin-port 0 --data-dir "$rpcload_check/catalog" --demo-data --log-level warning &
 catalog_pid=$!
 inference_port=$(free_port)
 .build/debug/inference --host 127.0.0.1 --port "$inference_port" --admin-port 0 --model-repository deploy/models --log-level warning &
 inference_pid=$!
-wait_for "$catalog_port" && wait_for "$inference_port"
 smoke=0
+wait_for "$catalog_port" || smoke=1
+wait_for "$inference_port" || smoke=1
 scripts/rpcload-smoke.sh "127.0.0.1:$catalog_port" Benchmarks/rpcload/mixes/catalog-get.mix || smoke=1
 scripts/rpcload-smoke.sh "127.0.0.1:$inference_port" Benchmarks/rpcload/mixes/inference-ranker.mix || smoke=1
 kill "$catalog_pid" "$inference_pid"
