@@ -141,7 +141,7 @@ public struct InferenceHandler: Inference_GRPCInferenceServiceHandler {
         var cacheKey: ResponseCache.Key?
         var fromCache = false
         if served.definition.cacheResponses {
-            let key = ResponseCache.key(model: served.definition.name, version: served.version, inputs: decoded.inputs, outputs: decoded.outputs)
+            let key = ResponseCache.key(model: served.definition.name, version: served.version, instance: served.instance, inputs: decoded.inputs, outputs: decoded.outputs)
             let lookupStart = DispatchTime.now().uptimeNanoseconds
             let hit = cache.lookup(key)
             served.statistics.recordCache(hit: hit != nil, lookup: DispatchTime.now().uptimeNanoseconds - lookupStart)

@@ -9,6 +9,9 @@ final class ResponseCache: Sendable {
     struct Key: Hashable, Sendable {
         var model: String
         var version: Int64
+        /// Which load of the version answered: a version reloaded from a
+        /// changed artifact never serves its predecessor's answers.
+        var instance: UInt64
         /// Every input's name, type, shape and bytes, and the outputs asked for, in order.
         var inputs: Data
     }
@@ -37,7 +40,7 @@ final class ResponseCache: Sendable {
         self.capacityBytes = capacityBytes
     }
 
-    static func key(model: String, version: Int64, inputs: [Tensor], outputs: [String]) -> Key {
+    static func key(model: String, version: Int64, instance: UInt64, inputs: [Tensor], outputs: [String]) -> Key {
         var bytes = Data()
         func append(_ text: String) {
             bytes.append(contentsOf: Array(text.utf8))
@@ -52,7 +55,7 @@ final class ResponseCache: Sendable {
             bytes.append(input.raw)
         }
         outputs.forEach(append)
-        return Key(model: model, version: version, inputs: bytes)
+        return Key(model: model, version: version, instance: instance, inputs: bytes)
     }
 
     func lookup(_ key: Key) -> [Tensor]? {

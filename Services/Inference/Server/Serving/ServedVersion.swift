@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One loaded, warmed version of a model: its backend, the batcher in front
 /// of it (when the config asks for dynamic batching) and its statistics.
@@ -13,7 +14,10 @@ final class ServedVersion: Sendable {
     /// poll mode reloads a version whose artifact changed.
     let artifact: URL
     let artifactModified: Date?
+    /// Unique per load in this process (response cache keys use it).
+    let instance: UInt64
     private let batcher: DynamicBatcher?
+    private static let loads = Atomic<UInt64>(0)
 
     init(definition: ModelDefinition, version: Int64, backend: any ModelBackend, artifact: URL, artifactModified: Date?) {
         self.definition = definition
@@ -21,6 +25,7 @@ final class ServedVersion: Sendable {
         self.backend = backend
         self.artifact = artifact
         self.artifactModified = artifactModified
+        self.instance = Self.loads.add(1, ordering: .relaxed).newValue
         let statistics = VersionStatistics(model: definition.name, version: version)
         self.statistics = statistics
         if let batching = definition.batching {
