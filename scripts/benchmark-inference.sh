@@ -81,6 +81,23 @@ run_point() {  # port mix connections streams -> "ok/s p50 p99 errors" (one run;
   runs=1 measure_rpcload "127.0.0.1:$1" -c "$3" -m "$4" "$2"
 }
 
+# Time in our service outside the model, per 1-row request at 1x1, measured
+# first, while MLServer (on the same core) is idle.
+snapshot() {
+  "$inference_venv/bin/python" - $ours <<'PY'
+import sys
+import tritonclient.grpc as triton
+stats = triton.InferenceServerClient(f"127.0.0.1:{sys.argv[1]}").get_inference_statistics("ranker").model_stats[0].inference_stats
+print(stats.success.count, stats.success.ns, stats.compute_infer.ns)
+PY
+}
+read -r count0 success0 compute0 <<<"$(snapshot)"
+read -r _ client_p50 _ _ <<<"$(run_point $ours "$work/rows1.mix" 1 1)"
+read -r count1 success1 compute1 <<<"$(snapshot)"
+overhead=$(awk -v n=$((count1 - count0)) -v s=$((success1 - success0)) -v c=$((compute1 - compute0)) -v p50="${client_p50%us}" 'BEGIN {
+  printf "our service at 1x1, 1 row: the client sees p50 %d us; the handler takes %.1f us a request, %.1f us of it in the model\n", p50, s / n / 1000, c / n / 1000
+  printf "overhead (client p50 - model time): %.1f us; inside the handler: %.1f us\n", p50 - c / n / 1000, (s - c) / n / 1000 }')
+
 declare -A samples
 points=("rows1 1 1" "rows1 4 16" "rows100 1 1" "rows100 4 16")
 for _ in $(seq 1 "$runs"); do
@@ -105,19 +122,4 @@ for point in "${points[@]}"; do
     report "$name ${mix#rows} rows" "${connections}x${streams}" "$(median "${samples["$server $point"]}")"
   done
 done
-
-# Time in our service outside the model, per 1-row request at 1x1.
-snapshot() {
-  "$inference_venv/bin/python" - $ours <<'PY'
-import sys
-import tritonclient.grpc as triton
-stats = triton.InferenceServerClient(f"127.0.0.1:{sys.argv[1]}").get_inference_statistics("ranker").model_stats[0].inference_stats
-print(stats.success.count, stats.success.ns, stats.compute_infer.ns)
-PY
-}
-read -r count0 success0 compute0 <<<"$(snapshot)"
-read -r _ client_p50 _ _ <<<"$(run_point $ours "$work/rows1.mix" 1 1)"
-read -r count1 success1 compute1 <<<"$(snapshot)"
-awk -v n=$((count1 - count0)) -v s=$((success1 - success0)) -v c=$((compute1 - compute0)) -v p50="${client_p50%us}" 'BEGIN {
-  printf "our service at 1x1, 1 row: the client sees p50 %d us; the handler takes %.1f us a request, %.1f us of it in the model\n", p50, s / n / 1000, c / n / 1000
-  printf "overhead (client p50 - model time): %.1f us; inside the handler: %.1f us\n", p50 - c / n / 1000, (s - c) / n / 1000 }'
+echo "$overhead"
