@@ -226,11 +226,10 @@ struct TenantInterceptor: ClientInterceptor {
         let channel = try RPCChannel(host: "127.0.0.1", port: port, configuration: configuration)
         // Both attempts carry the same request; the point is that the call
         // returns with two attempts sent, and the loser is cancelled.
-        let start = ContinuousClock.now
+        // (No wall-clock bound here: on a loaded machine it is flaky and proves nothing.)
         let response: UnaryResponse<Google_Protobuf_Int64Value> = try await channel.unary(
             path: ScriptedService.slowPath, request: Google_Protobuf_Int64Value(200))
         #expect(response.message.value == 200)
-        #expect(ContinuousClock.now - start < .seconds(2))
         try await waitUntil { server.callsInFlight == 0 }
         await channel.close()
         await server.shutdown()
