@@ -240,8 +240,9 @@ struct EchoFixture {
     }
 }
 
-/// Polls `condition` until it holds, failing after `timeout`.
-func waitUntil(timeout: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool) async throws {
+/// Polls `condition` until it holds, failing after `timeout` (a hang guard:
+/// generous, since the suite runs many servers at once on two cores).
+func waitUntil(timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return }
