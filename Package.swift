@@ -255,6 +255,11 @@ var services: [ServiceModule] {
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
-        ServiceModule(folder: "Personalization"),
+        ServiceModule(folder: "Personalization", extraDependencies: [
+            "StandardServices", "StorageKit",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
     ]
 }

@@ -9,6 +9,9 @@ public enum DemoCatalog {
     /// The tenant demo data belongs to.
     public static let tenant = "demo"
     public static let defaultCount = 10_000
+    /// The attribute holding units sold in the last 30 days, the popularity
+    /// signal personalization falls back on.
+    public static let salesAttribute = "sales_30d"
 
     static let categories: [(path: [String], nouns: [String], priceRange: ClosedRange<Double>)] = [
         (["home", "home/kitchen"], ["Chef's Knife", "Cast Iron Skillet", "Espresso Maker", "Cutting Board", "Stock Pot", "Blender"], 12...240),
@@ -28,7 +31,7 @@ public enum DemoCatalog {
 
     /// The `index`-th demo product (0-based); the same on every run.
     public static func product(_ index: Int) -> Product {
-        var random = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ 42)
+        var random = SeededGenerator(seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ 42)
         let category = categories[Int(random.next() % UInt64(categories.count))]
         let noun = category.nouns[Int(random.next() % UInt64(category.nouns.count))]
         let brand = brands[Int(random.next() % UInt64(brands.count))]
@@ -37,13 +40,16 @@ public enum DemoCatalog {
         let span = category.priceRange.upperBound - category.priceRange.lowerBound
         let cents = Int64((category.priceRange.lowerBound + span * Double(random.next() % 10_000) / 10_000) * 100) / 100 * 100 + 99
         let availabilityRoll = random.next() % 100
+        // Units sold in the last 30 days: heavy-tailed, as sales are. Drawn
+        // last so every earlier field stays what it was before it existed.
+        let sales = Int(pow(Double(random.next() % 10_000) / 10_000, 4) * 900)
         return Product.with {
             $0.productID = String(format: "sku-%05d", index)
             $0.title = "\(brand) \(adjective) \(noun)"
             $0.description_p = "The \(adjective.lowercased()) \(noun.lowercased()) from \(brand), in \(color). Built for everyday use and made to last."
             $0.categories = category.path
             $0.brand = brand
-            $0.attributes = ["color": color]
+            $0.attributes = ["color": color, salesAttribute: String(sales)]
             $0.price = .with {
                 $0.currencyCode = "EUR"
                 $0.units = cents / 100
@@ -65,21 +71,5 @@ public enum DemoCatalog {
             _ = try await store.upsertAll(tenant: tenant, products: (start..<min(start + 1000, count)).map(product))
         }
         return count
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64), so demo data is
-/// reproducible everywhere.
-struct SplitMix64 {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

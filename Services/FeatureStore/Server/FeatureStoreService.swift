@@ -27,6 +27,7 @@ public func buildService(
         storage: storage, cache: cache,
         pageTokenSecret: try pageTokenSecret(directory: directory, environmentVariable: "FEATURE_STORE_PAGE_TOKEN_SECRET"),
         logger: logger)
+    if configuration.seedDemoData { try await DemoFeatures.seed(into: handler) }
     // Item features from the catalog's change feed, for the tenants named.
     var feedParts: (task: Task<Void, Never>, channel: RPCChannel)?
     if !catalogTenants.isEmpty {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PersonalizationServer
 import ServiceKit
 
@@ -24,10 +25,25 @@ struct PersonalizationCommand: AsyncParsableCommand {
     @Option(name: .customLong("experimentation-address"), help: "host:port of the experimentation service (env PERSONALIZATION_EXPERIMENTATION_ADDRESS).")
     var experimentationAddress: String?
 
+    @Option(name: .customLong("preload-tenants"),
+            help: "Comma-separated tenants whose catalog is mirrored from the start (env PERSONALIZATION_PRELOAD_TENANTS; with --demo-data, default demo). Others start on their first request.")
+    var preloadTenants: String?
+
+    @Option(name: .customLong("max-per-category"), help: "Diversity: most results of one category among those returned (env PERSONALIZATION_MAX_PER_CATEGORY; default 5; 0 turns it off).")
+    var maxPerCategory: Int?
+
     func run() async throws {
         let configuration = try options.configuration(service: "personalization", dependencies: ["catalog": catalogAddress, "feature-store": featureStoreAddress, "inference": inferenceAddress, "experimentation": experimentationAddress])
+        var settings = PersonalizationSettings.defaults
+        let environment = ProcessInfo.processInfo.environment
+        settings.preloadTenants = (preloadTenants ?? environment["PERSONALIZATION_PRELOAD_TENANTS"] ?? (configuration.seedDemoData ? "demo" : ""))
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let text = maxPerCategory.map(String.init) ?? environment["PERSONALIZATION_MAX_PER_CATEGORY"] {
+            guard let value = Int(text), value >= 0 else { throw ValidationError("max-per-category must be a non-negative integer, got \(text)") }
+            settings.maxPerCategory = value
+        }
         let metrics = Observability.bootstrap(service: "personalization", level: configuration.logLevel)
-        let host = try await buildService(configuration: configuration, metricsExporter: metrics)
+        let host = try await buildService(configuration: configuration, settings: settings, metricsExporter: metrics)
         try await host.run()
     }
 }

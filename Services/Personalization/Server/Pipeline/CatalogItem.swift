@@ -1,0 +1,67 @@
+import Contracts
+import Foundation
+
+/// What ranking needs of a product.
+struct CatalogItem: Sendable, Equatable {
+    var productID: String
+    var categories: [String]
+    var price: Double
+    var currency: String
+    var inStock: Bool
+    /// Recent sales: the popularity ranking's score.
+    var popularity: Double
+
+    /// The most specific category, shown with results.
+    var category: String { categories.last ?? "" }
+
+    init(_ product: Platform_Catalog_V1_Product, popularityAttribute: String) {
+        productID = product.productID
+        categories = product.categories
+        price = Double(product.price.units) + Double(product.price.nanos) / 1e9
+        currency = product.price.currencyCode
+        inStock = product.availability == .inStock
+        popularity = product.attributes[popularityAttribute].flatMap(Double.init) ?? 0
+    }
+}
+
+/// The request's narrowing of candidates: categories, price range, and
+/// whether only products that can be bought now qualify.
+struct CandidateFilter: Sendable, Hashable {
+    var categories: Set<String> = []
+    var minimumPrice: Double?
+    var maximumPrice: Double?
+    var currency: String?
+    var availableOnly = true
+
+    func admits(_ item: CatalogItem) -> Bool {
+        if availableOnly && !item.inStock { return false }
+        if !categories.isEmpty && !item.categories.contains(where: categories.contains) { return false }
+        if let currency, item.currency != currency { return false }
+        if let minimumPrice, item.price < minimumPrice { return false }
+        if let maximumPrice, item.price > maximumPrice { return false }
+        return true
+    }
+
+    /// The catalog's ListProducts filter (AIP-160 subset) for one category.
+    func catalogFilter(category: String?) -> String {
+        var conditions: [String] = []
+        if let category { conditions.append("category = \"\(category)\"") }
+        if let currency { conditions.append("currency = \"\(currency)\"") }
+        if let minimumPrice { conditions.append("price >= \(minimumPrice)") }
+        if let maximumPrice { conditions.append("price <= \(maximumPrice)") }
+        if availableOnly { conditions.append("availability = IN_STOCK") }
+        return conditions.joined(separator: " AND ")
+    }
+}
+
+extension CatalogItem {
+    /// A product known only by id (the catalog could not be asked).
+    init(unknownProductID: String) {
+        productID = unknownProductID
+        categories = []
+        price = 0
+        currency = ""
+        inStock = true
+        popularity = 0
+    }
+}

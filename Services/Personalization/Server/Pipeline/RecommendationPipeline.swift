@@ -1,0 +1,292 @@
+import Contracts
+import Foundation
+import Logging
+import MeridianRPC
+import Metrics
+import ServiceKit
+import StandardServices
+import SwiftProtobuf
+
+typealias ScoredItem = Platform_Personalization_V1_ScoredItem
+typealias RankingMetadata = Platform_Personalization_V1_RankingMetadata
+
+/// The two-stage recommender: assignment and user features (concurrently),
+/// candidates from the catalog and the popularity list, item features in
+/// one batched lookup, one batched model call, then ordering and
+/// diversity. Each dependency that fails is replaced by its fallback and
+/// named in the answer; only a catalog that yields no candidate at all
+/// fails the request.
+final class RecommendationPipeline: Sendable {
+    private struct CandidateKey: Hashable, Sendable {
+        var tenant: TenantID
+        var filter: CandidateFilter
+        var categories: [String?]
+    }
+
+    private struct UserKey: Hashable, Sendable {
+        var tenant: TenantID
+        var user: String
+    }
+
+    let settings: PersonalizationSettings
+    let steps: DependencySteps
+    let mirror: CatalogMirror
+    private let userCache: ExpiringCache<UserKey, UserFeatures>
+    private let candidateCache: ExpiringCache<CandidateKey, [CatalogItem]>
+    let logger: Logger
+
+    init(settings: PersonalizationSettings, steps: DependencySteps, mirror: CatalogMirror, logger: Logger) {
+        self.settings = settings
+        self.steps = steps
+        self.mirror = mirror
+        self.userCache = ExpiringCache(timeToLive: settings.userFeatureCacheTTL, capacity: settings.cacheCapacity)
+        self.candidateCache = ExpiringCache(timeToLive: settings.candidateCacheTTL, capacity: settings.cacheCapacity)
+        self.logger = logger
+    }
+
+    // MARK: Recommend
+
+    func recommend(user: String, numResults: Int, context: [String: String], filter: CandidateFilter, exclude: Set<String>,
+                   tenant: TenantID, budget: RequestBudget) async throws -> Platform_Personalization_V1_RecommendResponse {
+        let recommendationID = UUID().uuidString.lowercased()
+        mirror.follow(tenant)
+        var degradation = Degradation()
+        async let assignmentResult = Self.timed("assignment") { await self.steps.assignments(user: user, context: context, tenant: tenant, budget: budget) }
+        let features = await userFeatures(user: user, tenant: tenant, budget: budget, degradation: &degradation)
+
+        let affinity = filter.categories.isEmpty ? features.favoriteCategory : nil
+        let retrieval = await Self.timed("candidates") {
+            await self.candidates(filter: filter, affinity: affinity, exclude: exclude, tenant: tenant, budget: budget)
+        }
+        if let failure = retrieval.failure {
+            guard !retrieval.items.isEmpty else {
+                throw RPCError(.unavailable, "no candidates: the catalog cannot be asked (\(failure.reason)) and no copy of it is at hand",
+                               details: StatusDetails.retryInfo(delayMilliseconds: 1000, reason: "CATALOG_UNAVAILABLE", code: .unavailable,
+                                                                message: "catalog unavailable"))
+            }
+            degradation.record(failure, fallback: .staleCache)
+        }
+        let assignment = await resolve(assignmentResult, degradation: &degradation)
+        let ranked = await rank(retrieval.items, user: user, features: features, assignment: assignment,
+                                recommendationID: recommendationID, tenant: tenant, budget: budget, degradation: &degradation)
+        let chosen = diversify(ranked.items, count: numResults, maxPerCategory: settings.maxPerCategory) { $0.item.category }
+        logExposures(assignment, recommendationID: recommendationID, modelVersion: ranked.version, tenant: tenant)
+        return .with {
+            $0.items = chosen.map { scored in .with { $0.productID = scored.item.productID; $0.score = scored.score; $0.category = scored.item.category } }
+            $0.metadata = metadata(recommendationID, ranked: ranked, assignment: assignment, degradation: degradation)
+        }
+    }
+
+    // MARK: RankItems
+
+    func rankItems(user: String, productIDs: [String], context: [String: String], tenant: TenantID,
+                   budget: RequestBudget) async -> Platform_Personalization_V1_RankItemsResponse {
+        let recommendationID = UUID().uuidString.lowercased()
+        mirror.follow(tenant)
+        var degradation = Degradation()
+        async let assignmentResult = Self.timed("assignment") { await self.steps.assignments(user: user, context: context, tenant: tenant, budget: budget) }
+        async let productsResult = Self.timed("candidates") { await self.products(productIDs, tenant: tenant, budget: budget) }
+        let features = await userFeatures(user: user, tenant: tenant, budget: budget, degradation: &degradation)
+        let items: [CatalogItem]
+        var unknown: [String] = []
+        switch await productsResult {
+        case .success(let found):
+            items = productIDs.compactMap { found[$0] }
+            unknown = productIDs.filter { found[$0] == nil }
+        case .failure(let failure):
+            degradation.record(failure, fallback: .staleCache)
+            let mirrored = mirror.items(tenant, ids: productIDs)
+            items = productIDs.map { mirrored[$0] ?? CatalogItem(unknownProductID: $0) }
+        }
+        let assignment = await resolve(assignmentResult, degradation: &degradation)
+        let ranked = await rank(items, user: user, features: features, assignment: assignment,
+                                recommendationID: recommendationID, tenant: tenant, budget: budget, degradation: &degradation)
+        logExposures(assignment, recommendationID: recommendationID, modelVersion: ranked.version, tenant: tenant)
+        return .with {
+            $0.items = ranked.items.map { scored in .with { $0.productID = scored.item.productID; $0.score = scored.score; $0.category = scored.item.category } }
+            $0.unknownProductIds = unknown
+            $0.metadata = metadata(recommendationID, ranked: ranked, assignment: assignment, degradation: degradation)
+        }
+    }
+
+    // MARK: Steps
+
+    private func userFeatures(user: String, tenant: TenantID, budget: RequestBudget, degradation: inout Degradation) async -> UserFeatures {
+        let key = UserKey(tenant: tenant, user: user)
+        if let cached = userCache.value(for: key) { return cached }
+        switch await Self.timed("user_features", { await self.steps.userFeatures(user: user, tenant: tenant, budget: budget) }) {
+        case .success(let features):
+            userCache.store(features, for: key)
+            return features
+        case .failure(let failure):
+            degradation.record(failure, fallback: .defaultFeatures)
+            return .missing(count: settings.userFeatures.count)
+        }
+    }
+
+    private func resolve(_ result: Result<UserAssignments, DependencyFailure>, degradation: inout Degradation) -> UserAssignments {
+        switch result {
+        case .success(let assignment):
+            return assignment
+        case .failure(let failure):
+            degradation.record(failure, fallback: .controlVariation)
+            return UserAssignments(modelVersion: settings.controlModelVersion)
+        }
+    }
+
+    /// Candidates: products of the requested categories (else of the user's
+    /// favourite one, else any) from the catalog, newest first, up to their
+    /// share; then the most sold products the filter admits. The catalog's
+    /// part is reused until the tenant's catalog changes or it expires.
+    private func candidates(filter: CandidateFilter, affinity: String?, exclude: Set<String>, tenant: TenantID,
+                            budget: RequestBudget) async -> (items: [CatalogItem], failure: DependencyFailure?) {
+        let total = settings.candidateCount
+        let categories: [String?] = filter.categories.isEmpty ? [affinity] : filter.categories.sorted().map(Optional.some)
+        let quota = filter.categories.isEmpty ? Int(Double(total) * settings.affinityShare) : total / 2
+        let key = CandidateKey(tenant: tenant, filter: filter, categories: categories)
+        let generation = mirror.generation(tenant)
+        var failure: DependencyFailure?
+        var fromCatalog: [CatalogItem]
+        if let cached = candidateCache.value(for: key, generation: generation) {
+            fromCatalog = cached
+        } else {
+            // Over-fetch by what exclusions may remove.
+            let pageSize = Int32(min(1000, quota / categories.count + min(exclude.count, 200) + 10))
+            let attribute = settings.popularityAttribute
+            let client = Platform_Catalog_V1_CatalogServiceClient(channel: steps.catalog.channel)
+            fromCatalog = []
+            await withTaskGroup(of: Result<[CatalogItem], DependencyFailure>.self) { group in
+                for category in categories {
+                    let request = Platform_Catalog_V1_ListProductsRequest.with {
+                        $0.pageSize = pageSize
+                        $0.filter = filter.catalogFilter(category: category)
+                        $0.orderBy = "update_time desc"
+                    }
+                    group.addTask {
+                        await self.steps.catalog.call("candidates", budget: budget, tenant: tenant) { options in
+                            try await client.listProducts(request, options: options).products.map { CatalogItem($0, popularityAttribute: attribute) }
+                        }
+                    }
+                }
+                for await result in group {
+                    switch result {
+                    case .success(let items): fromCatalog += items
+                    case .failure(let error): failure = error
+                    }
+                }
+            }
+            if failure == nil { candidateCache.store(fromCatalog, for: key, generation: generation) }
+        }
+        var seen = exclude
+        var items: [CatalogItem] = []
+        items.reserveCapacity(total)
+        for item in fromCatalog where items.count < quota && filter.admits(item) && seen.insert(item.productID).inserted {
+            items.append(item)
+        }
+        for item in mirror.popular(tenant, filter: filter, limit: total - items.count, excluding: seen) where items.count < total {
+            items.append(item)
+        }
+        return (items, failure)
+    }
+
+    private func products(_ ids: [String], tenant: TenantID, budget: RequestBudget) async -> Result<[String: CatalogItem], DependencyFailure> {
+        let client = Platform_Catalog_V1_CatalogServiceClient(channel: steps.catalog.channel)
+        let attribute = settings.popularityAttribute
+        return await steps.catalog.call("products", budget: budget, tenant: tenant) { options in
+            let response = try await client.batchGetProducts(.with { $0.productIds = ids }, options: options)
+            return Dictionary(response.products.map { ($0.productID, CatalogItem($0, popularityAttribute: attribute)) }, uniquingKeysWith: { first, _ in first })
+        }
+    }
+
+    struct Ranked: Sendable {
+        var items: [(item: CatalogItem, score: Double)]
+        var model: String
+        var version: String
+    }
+
+    /// Scores the items with the model, best first; by popularity when the
+    /// model cannot be asked.
+    private func rank(_ items: [CatalogItem], user: String, features: UserFeatures, assignment: UserAssignments,
+                      recommendationID: String, tenant: TenantID, budget: RequestBudget, degradation: inout Degradation) async -> Ranked {
+        guard !items.isEmpty else { return Ranked(items: [], model: "", version: "") }
+        let itemColumns = settings.itemFeatures.count
+        let itemRows: [[Float]]
+        switch await Self.timed("item_features", { await self.steps.itemFeatures(items: items.map(\.productID), tenant: tenant, budget: budget) }) {
+        case .success(let rows): itemRows = rows
+        case .failure(let failure):
+            degradation.record(failure, fallback: .defaultFeatures)
+            itemRows = Array(repeating: Array(repeating: .nan, count: itemColumns), count: items.count)
+        }
+        var matrix: [Float] = []
+        matrix.reserveCapacity(items.count * (features.modelValues.count + itemColumns))
+        for row in itemRows {
+            matrix += features.modelValues
+            matrix += row
+        }
+        let scored = await Self.timed("inference") {
+            await self.steps.scores(rows: items.count, features: matrix, modelVersion: assignment.modelVersion, user: user,
+                                    requestID: recommendationID, tenant: tenant, budget: budget)
+        }
+        switch scored {
+        case .success(let answer):
+            let pairs = zip(items, answer.scores).map { (item: $0, score: Double($1)) }
+            return Ranked(items: pairs.sorted(by: Self.better), model: settings.modelName, version: answer.version)
+        case .failure(let failure):
+            degradation.record(failure, fallback: .popularityRanking)
+            return Ranked(items: items.map { (item: $0, score: $0.popularity) }.sorted(by: Self.better), model: "", version: "")
+        }
+    }
+
+    private static func better(_ a: (item: CatalogItem, score: Double), _ b: (item: CatalogItem, score: Double)) -> Bool {
+        if a.score != b.score { return a.score > b.score }
+        if a.item.popularity != b.item.popularity { return a.item.popularity > b.item.popularity }
+        return a.item.productID < b.item.productID
+    }
+
+    private func metadata(_ id: String, ranked: Ranked, assignment: UserAssignments, degradation: Degradation) -> RankingMetadata {
+        Counter(label: "personalization_answers_total", dimensions: [("degraded", degradation.reasons.isEmpty ? "false" : "true")]).increment()
+        return .with {
+            $0.recommendationID = id
+            $0.modelName = ranked.model
+            $0.modelVersion = ranked.version
+            $0.variations = assignment.variations
+            $0.degraded = !degradation.reasons.isEmpty
+            $0.degradationReasons = degradation.reasons
+        }
+    }
+
+    /// Exposures go to experimentation after the answer, off the request's
+    /// path; their ids make a retried log harmless.
+    private func logExposures(_ assignment: UserAssignments, recommendationID: String, modelVersion: String, tenant: TenantID) {
+        guard !assignment.exposures.isEmpty else { return }
+        let now = Google_Protobuf_Timestamp(date: Date())
+        let exposures = assignment.exposures.map { exposure in
+            var exposure = exposure
+            exposure.time = now
+            exposure.exposureID = "\(recommendationID)/\(exposure.experimentKey)"
+            exposure.attributes = ["recommendation_id": recommendationID, "model_version": modelVersion]
+            return exposure
+        }
+        let steps = self.steps
+        let logger = self.logger
+        Task.detached {
+            var delay = Duration.milliseconds(100)
+            for attempt in 1...3 {
+                guard case .failure(let failure) = await steps.logExposures(exposures, tenant: tenant) else { return }
+                if attempt == 3 {
+                    Counter(label: "personalization_exposures_lost_total").increment(by: Int64(exposures.count))
+                    logger.warning("exposures not logged", metadata: ["recommendation_id": "\(recommendationID)", "reason": "\(failure.reason)"])
+                }
+                try? await Task.sleep(for: delay)
+                delay *= 4
+            }
+        }
+    }
+
+    private static func timed<T>(_ step: String, _ body: () async -> T) async -> T {
+        let start = ContinuousClock.now
+        let result = await body()
+        Timer(label: "personalization_step_seconds", dimensions: [("step", step)]).recordNanoseconds((ContinuousClock.now - start).nanosecondsCount)
+        return result
+    }
+}
