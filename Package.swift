@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "inference", targets: ["InferenceMain"]),
         .executable(name: "experimentation", targets: ["ExperimentationMain"]),
         .executable(name: "personalization", targets: ["PersonalizationMain"]),
+        .executable(name: "platform", targets: ["PlatformCLI"]),
         .executable(name: "interop-server", targets: ["InteropServer"]),
         .executable(name: "assignment-benchmark", targets: ["AssignmentBenchmark"]),
         .executable(name: "interop-client", targets: ["InteropClient"]),
@@ -146,6 +147,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
     ] + services.flatMap(\.targets) + [
+        // The `platform` command-line client: the main RPCs with readable output.
+        .executableTarget(
+            name: "PlatformCLI",
+            dependencies: ["MeridianRPC", "Contracts", "StandardProtos",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Tools/PlatformCLI",
+            swiftSettings: swiftSettings
+        ),
         // MARK: Interop with gRPC's own implementations (Tests/Interop)
         .target(
             name: "InteropTesting",
@@ -185,7 +195,8 @@ let package = Package(
         .testTarget(
             name: "PlatformTests",
             dependencies: ["ServiceKit", "Contracts", "StandardServices", "CatalogClient", "FeatureStoreClient", "ONNXExecutor",
-                           .product(name: "PostgresNIO", package: "postgres-nio")]
+                           .product(name: "PostgresNIO", package: "postgres-nio"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
                 + services.map { .target(name: $0.serverTarget) },
             path: "Tests/PlatformTests",
             exclude: ["Fixtures"],
