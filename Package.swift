@@ -268,6 +268,7 @@ var services: [ServiceModule] {
         ]),
         ServiceModule(folder: "Personalization", extraDependencies: [
             "StandardServices", "StorageKit",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),

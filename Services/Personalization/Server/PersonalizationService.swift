@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeridianRPC
+import NIOCore
 import ServiceKit
 
 /// Builds the personalization service from its configuration: what the
@@ -25,6 +26,10 @@ public func buildService(
         // so one quick retry of an unreachable instance is safe; the
         // request's budget bounds it.
         channelConfiguration.retryPolicies = ["/\(service)/": RetryPolicy(maxAttempts: 2, initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20))]
+        // A dependency that comes back is used again within a second; the
+        // circuit breaker, not connection backoff, keeps load off one that is down.
+        channelConfiguration.initialReconnectBackoff = .milliseconds(100)
+        channelConfiguration.maxReconnectBackoff = .seconds(1)
         let channel = try RPCChannel(target: address, configuration: channelConfiguration)
         return Dependency(name: name, channel: channel, timeout: timeout, breaker: settings.circuitBreaker)
     }
