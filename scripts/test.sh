@@ -25,6 +25,11 @@ if MERIDIAN_PROTO_DIR="$stale/proto" ./scripts/generate-code.sh --check >/dev/nu
 fi
 echo "codegen check passes on proto/ and fails on a changed proto, as it should"
 
+echo "== proto/ is backward compatible with the last release (buf's WIRE and WIRE_JSON rules)"
+compat_python="$(./scripts/python-env.sh interop)/bin/python"
+"$compat_python" scripts/check-proto-compatibility.py
+"$compat_python" scripts/check-proto-compatibility.py --self-test
+
 echo "== rpcload's protobuf-c code is current"
 rpcload_check=$(mktemp -d)
 trap 'rm -rf "$stale" "$rpcload_check"' EXIT
