@@ -26,12 +26,20 @@ struct CatalogItem: Sendable, Equatable {
 
 /// The request's narrowing of candidates: categories, price range, and
 /// whether only products that can be bought now qualify.
-struct CandidateFilter: Sendable, Hashable {
-    var categories: Set<String> = []
-    var minimumPrice: Double?
-    var maximumPrice: Double?
-    var currency: String?
-    var availableOnly = true
+public struct CandidateFilter: Sendable, Hashable {
+    public var categories: Set<String> = []
+    public var minimumPrice: Double?
+    public var maximumPrice: Double?
+    public var currency: String?
+    public var availableOnly = true
+
+    public init(categories: Set<String> = [], minimumPrice: Double? = nil, maximumPrice: Double? = nil, currency: String? = nil, availableOnly: Bool = true) {
+        self.categories = categories
+        self.minimumPrice = minimumPrice
+        self.maximumPrice = maximumPrice
+        self.currency = currency
+        self.availableOnly = availableOnly
+    }
 
     func admits(_ item: CatalogItem) -> Bool {
         if availableOnly && !item.inStock { return false }
@@ -43,7 +51,7 @@ struct CandidateFilter: Sendable, Hashable {
     }
 
     /// The catalog's ListProducts filter (AIP-160 subset) for one category.
-    func catalogFilter(category: String?) -> String {
+    public func catalogFilter(category: String?) -> String {
         var conditions: [String] = []
         if let category { conditions.append("category = \"\(category)\"") }
         if let currency { conditions.append("currency = \"\(currency)\"") }

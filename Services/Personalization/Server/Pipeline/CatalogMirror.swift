@@ -147,7 +147,7 @@ final class CatalogMirror: Sendable {
             if needsListing {
                 var token = ""
                 repeat {
-                    let page = try await catalog.listProducts(.with { $0.pageSize = 1000; $0.pageToken = token }, options: options(tenant))
+                    let page = try await catalog.listProducts(ProviderRequests.catalogPage(token: token), options: options(tenant))
                     store(page.products.map { (id: $0.productID, item: CatalogItem($0, popularityAttribute: popularityAttribute), time: $0.updateTime.timeIntervalSince1970) }, tenant: tenant)
                     token = page.nextPageToken
                 } while !token.isEmpty

@@ -36,10 +36,7 @@ struct DependencySteps: Sendable {
 
     func assignments(user: String, context: [String: String], tenant: TenantID, budget: RequestBudget) async -> Result<UserAssignments, DependencyFailure> {
         let client = Platform_Experimentation_V1_ExperimentationServiceClient(channel: experimentation.channel)
-        var attributes = Google_Protobuf_Struct()
-        for (key, value) in context { attributes.fields[key] = Google_Protobuf_Value(stringValue: value) }
-        attributes.fields["id"] = Google_Protobuf_Value(stringValue: user)
-        let request = Platform_Experimentation_V1_GetAssignmentsRequest.with { $0.attributes = attributes }
+        let request = ProviderRequests.assignments(user: user, context: context)
         return await experimentation.call("assignment", budget: budget, tenant: tenant) { options in
             try await client.getAssignments(request, options: options)
         }.map { response in
@@ -67,7 +64,7 @@ struct DependencySteps: Sendable {
         return await experimentation.call("exposures", budget: budget, tenant: tenant, timeout: settings.timeouts.exposureLogging) { options in
             var options = options
             options.inheritsFromServerContext = false
-            _ = try await client.logExposures(.with { $0.exposures = exposures }, options: options)
+            _ = try await client.logExposures(ProviderRequests.exposures(exposures), options: options)
         }
     }
 
@@ -75,10 +72,7 @@ struct DependencySteps: Sendable {
 
     func userFeatures(user: String, tenant: TenantID, budget: RequestBudget) async -> Result<UserFeatures, DependencyFailure> {
         let names = settings.userFeatures + [settings.affinityFeature]
-        let request = Platform_Featurestore_V1_GetOnlineFeaturesRequest.with {
-            $0.features.val = names.map { "\(settings.userFeatureView):\($0)" }
-            $0.entities = ["user_id": .with { $0.val = [.with { $0.stringVal = user }] }]
-        }
+        let request = ProviderRequests.features(names.map { "\(settings.userFeatureView):\($0)" }, joinKey: "user_id", ids: [user])
         return await lookup(request, step: "user_features", tenant: tenant, budget: budget).map { columns in
             let modelValues = columns.prefix(settings.userFeatures.count).map { $0.first.flatMap { $0 } .map(Self.float) ?? .nan }
             let favorite: String? = columns.last?.first.flatMap { $0 }.flatMap {
@@ -91,10 +85,7 @@ struct DependencySteps: Sendable {
 
     /// One row of model values per item, in order; NaN where missing.
     func itemFeatures(items: [String], tenant: TenantID, budget: RequestBudget) async -> Result<[[Float]], DependencyFailure> {
-        let request = Platform_Featurestore_V1_GetOnlineFeaturesRequest.with {
-            $0.features.val = settings.itemFeatures.map { "\(settings.itemFeatureView):\($0)" }
-            $0.entities = ["item_id": .with { $0.val = items.map { id in .with { $0.stringVal = id } } }]
-        }
+        let request = ProviderRequests.features(settings.itemFeatures.map { "\(settings.itemFeatureView):\($0)" }, joinKey: "item_id", ids: items)
         return await lookup(request, step: "item_features", tenant: tenant, budget: budget).map { columns in
             (0..<items.count).map { row in columns.map { column in column[row].map(Self.float) ?? .nan } }
         }
@@ -132,17 +123,9 @@ struct DependencySteps: Sendable {
     func scores(rows: Int, features: [Float], modelVersion: String?, user: String, requestID: String,
                 tenant: TenantID, budget: RequestBudget) async -> Result<(scores: [Float], version: String), DependencyFailure> {
         let client = Inference_GRPCInferenceServiceClient(channel: inference.channel)
-        let columns = rows == 0 ? 0 : features.count / rows
-        let request = Inference_ModelInferRequest.with {
-            $0.modelName = settings.modelName
-            $0.modelVersion = modelVersion ?? ""
-            $0.id = requestID
-            $0.inputs = [.with { $0.name = settings.modelInputName; $0.datatype = "FP32"; $0.shape = [Int64(rows), Int64(columns)] }]
-            $0.rawInputContents = [features.withUnsafeBytes { Data($0) }]
-            $0.outputs = [.with { $0.name = settings.modelOutputName }]
-            // Callers that name no version are split by the model's routing, sticky per user.
-            $0.parameters["routing_key"] = .with { $0.stringParam = user }
-        }
+        let request = ProviderRequests.scores(model: settings.modelName, version: modelVersion, input: settings.modelInputName,
+                                              output: settings.modelOutputName, rows: rows, features: features,
+                                              routingKey: user, requestID: requestID)
         let outputName = settings.modelOutputName
         return await inference.call("inference", budget: budget, tenant: tenant) { options in
             let response = try await client.modelInfer(request, options: options)

@@ -157,11 +157,7 @@ final class RecommendationPipeline: Sendable {
             fromCatalog = []
             await withTaskGroup(of: Result<[CatalogItem], DependencyFailure>.self) { group in
                 for category in categories {
-                    let request = Platform_Catalog_V1_ListProductsRequest.with {
-                        $0.pageSize = pageSize
-                        $0.filter = filter.catalogFilter(category: category)
-                        $0.orderBy = "update_time desc"
-                    }
+                    let request = ProviderRequests.candidates(filter: filter.catalogFilter(category: category), pageSize: pageSize)
                     group.addTask {
                         await self.steps.catalog.call("candidates", budget: budget, tenant: tenant) { options in
                             try await client.listProducts(request, options: options).products.map { CatalogItem($0, popularityAttribute: attribute) }
@@ -193,7 +189,7 @@ final class RecommendationPipeline: Sendable {
         let client = Platform_Catalog_V1_CatalogServiceClient(channel: steps.catalog.channel)
         let attribute = settings.popularityAttribute
         return await steps.catalog.call("products", budget: budget, tenant: tenant) { options in
-            let response = try await client.batchGetProducts(.with { $0.productIds = ids }, options: options)
+            let response = try await client.batchGetProducts(ProviderRequests.products(ids), options: options)
             return Dictionary(response.products.map { ($0.productID, CatalogItem($0, popularityAttribute: attribute)) }, uniquingKeysWith: { first, _ in first })
         }
     }
