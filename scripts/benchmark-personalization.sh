@@ -33,13 +33,14 @@ start feature-store 7602 --catalog-address 127.0.0.1:7601
 start inference 7603 --model-repository deploy/models
 start experimentation 7604
 start personalization 7605 "${addresses[@]}"
-platform=("$bin/platform" --catalog 127.0.0.1:7601 --feature-store 127.0.0.1:7602 --inference 127.0.0.1:7603
-          --experimentation 127.0.0.1:7604 --personalization 127.0.0.1:7605)
-for _ in $(seq 1 300); do "${platform[@]}" health >/dev/null 2>&1 && break; sleep 0.5; done
-"${platform[@]}" health >&2
+endpoints=(--catalog 127.0.0.1:7601 --feature-store 127.0.0.1:7602 --inference 127.0.0.1:7603
+           --experimentation 127.0.0.1:7604 --personalization 127.0.0.1:7605)
+platform() { "$bin/platform" "$1" "${endpoints[@]}" "${@:2}"; }
+for _ in $(seq 1 300); do platform health >/dev/null 2>&1 && break; sleep 0.5; done
+platform health >&2
 # Item features follow the catalog's feed: wait until answers are complete.
 for _ in $(seq 1 300); do
-  answer=$("${platform[@]}" recommend --user u1 --count 1 2>&1 || true)
+  answer=$(platform recommend --user u1 --count 1 2>&1 || true)
   if grep -q "^recommendation" <<<"$answer" && ! grep -q "degraded:" <<<"$answer"; then break; fi
   sleep 0.5
 done

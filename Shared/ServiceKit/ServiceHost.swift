@@ -73,7 +73,11 @@ public final class ServiceHost: Sendable {
                 metrics: metricsExporter, logger: logger)
             admin.withLock { $0 = adminServer }
         }
-        health.setAll(.serving)
+        // Serving only once the readiness check agrees (a cache to fill, a
+        // mirror to list); it is polled quickly until then.
+        let ready = await readinessCheck?() ?? true
+        dependenciesReady.store(ready, ordering: .relaxed)
+        health.setAll(ready ? .serving : .notServing)
         serving.store(true, ordering: .relaxed)
         if let readinessCheck {
             readinessTask.withLock { $0 = Task { [weak self] in await self?.watchReadiness(readinessCheck) } }
@@ -84,7 +88,7 @@ public final class ServiceHost: Sendable {
 
     private func watchReadiness(_ check: @Sendable () async -> Bool) async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(5))
+            try? await Task.sleep(for: dependenciesReady.load(ordering: .relaxed) ? .seconds(5) : .milliseconds(250))
             guard serving.load(ordering: .relaxed), !Task.isCancelled else { return }
             let ready = await check()
             if dependenciesReady.exchange(ready, ordering: .relaxed) != ready {

@@ -31,9 +31,11 @@ import Testing
         process.arguments = ["ingest", path, "--view", "user_stats", "--tenant", "acme", "--address", "127.0.0.1:\(store.host.port ?? 0)"]
         let output = Pipe()
         process.standardOutput = output
+        process.standardError = output
         try process.run()
-        process.waitUntilExit()
+        // Read before waiting, so a full pipe can never block the process.
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
         #expect(process.terminationStatus == 2, "bad lines: exit 2\n\(text)")
         #expect(text.contains("4 lines: 2 written, 0 older than stored, 2 rejected"), "\(text)")
         #expect(text.contains("line 4: values.purchases") || text.contains("line 4: purchases"), "\(text)")

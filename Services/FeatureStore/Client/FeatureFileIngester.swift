@@ -56,7 +56,10 @@ public struct FeatureFileIngester: Sendable {
     }
 
     var options: CallOptions {
-        var options = CallOptions(timeout: .seconds(120))
+        // Batches carry request ids, so retrying one the server may have
+        // applied is safe; a restarting or busy server does not stop the run.
+        var options = CallOptions(timeout: .seconds(120), waitForReady: true,
+                                  retryPolicy: .some(RetryPolicy(maxAttempts: 4, initialBackoff: .milliseconds(200), maxBackoff: .seconds(2))))
         options.metadata.add("x-tenant-id", tenant)
         return options
     }

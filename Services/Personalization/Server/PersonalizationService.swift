@@ -42,15 +42,21 @@ public func buildService(
     let mirror = CatalogMirror(channel: steps.catalog.channel, popularityAttribute: settings.popularityAttribute,
                                maxTenants: settings.maxFollowedTenants, logger: logger)
     for tenant in settings.preloadTenants { mirror.follow(TenantID(tenant)) }
-    let pipeline = RecommendationPipeline(settings: settings, steps: steps, mirror: mirror, logger: logger)
+    let exposures = ExposureBatcher(steps: steps, logger: logger)
+    exposures.start()
+    let pipeline = RecommendationPipeline(settings: settings, steps: steps, mirror: mirror, exposures: exposures, logger: logger)
     let handler = PersonalizationHandler(pipeline: pipeline, answers: answers, settings: settings)
     let pruning = startHousekeeping { try await answers.prune() }
     logger.info("dependencies", metadata: ["addresses": "\(configuration.dependencies)"])
     return ServiceHost(
         configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
+        // Ready once the preloaded tenants' catalogs are mirrored: from then
+        // on a catalog outage degrades answers instead of failing them.
+        readinessCheck: { settings.preloadTenants.allSatisfy { mirror.isReady(TenantID($0)) } },
         onShutdown: {
             pruning.cancel()
             mirror.stop()
+            await exposures.stop()
             for dependency in [steps.catalog, steps.featureStore, steps.inference, steps.experimentation] {
                 await dependency.channel.close()
             }

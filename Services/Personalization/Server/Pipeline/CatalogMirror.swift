@@ -126,7 +126,7 @@ final class CatalogMirror: Sendable {
                                metadata: ["tenant": "\(tenant)", "error": "\(error)", "retry_in": "\(delay)"])
             }
             try? await Task.sleep(for: delay)
-            delay = min(delay * 2, .seconds(10))
+            delay = min(delay * 2, .seconds(2))
         }
     }
 

@@ -31,12 +31,15 @@ final class RecommendationPipeline: Sendable {
     let settings: PersonalizationSettings
     let steps: DependencySteps
     let mirror: CatalogMirror
+    let exposures: ExposureBatcher
     private let userCache: ExpiringCache<UserKey, UserFeatures>
     private let candidateCache: ExpiringCache<CandidateKey, [CatalogItem]>
+    private let poolFetches = SingleFlight<CandidateKey, ([CatalogItem], DependencyFailure?)>()
     let logger: Logger
 
-    init(settings: PersonalizationSettings, steps: DependencySteps, mirror: CatalogMirror, logger: Logger) {
+    init(settings: PersonalizationSettings, steps: DependencySteps, mirror: CatalogMirror, exposures: ExposureBatcher, logger: Logger) {
         self.settings = settings
+        self.exposures = exposures
         self.steps = steps
         self.mirror = mirror
         self.userCache = ExpiringCache(timeToLive: settings.userFeatureCacheTTL, capacity: settings.cacheCapacity)
@@ -136,53 +139,73 @@ final class RecommendationPipeline: Sendable {
 
     /// Candidates: products of the requested categories (else of the user's
     /// favourite one, else any) from the catalog, newest first, up to their
-    /// share; then the most sold products the filter admits. The catalog's
-    /// part is reused until the tenant's catalog changes or it expires.
+    /// share; then the most sold products the filter admits. The pool is
+    /// over-fetched so exclusions can be dropped per request, and shared:
+    /// reused until the tenant's catalog changes or it expires, and fetched
+    /// once however many requests miss it at the same time.
     private func candidates(filter: CandidateFilter, affinity: String?, exclude: Set<String>, tenant: TenantID,
                             budget: RequestBudget) async -> (items: [CatalogItem], failure: DependencyFailure?) {
-        let total = settings.candidateCount
         let categories: [String?] = filter.categories.isEmpty ? [affinity] : filter.categories.sorted().map(Optional.some)
-        let quota = filter.categories.isEmpty ? Int(Double(total) * settings.affinityShare) : total / 2
         let key = CandidateKey(tenant: tenant, filter: filter, categories: categories)
         let generation = mirror.generation(tenant)
+        var pool: [CatalogItem]
         var failure: DependencyFailure?
-        var fromCatalog: [CatalogItem]
         if let cached = candidateCache.value(for: key, generation: generation) {
-            fromCatalog = cached
+            pool = cached
         } else {
-            // Over-fetch by what exclusions may remove.
-            let pageSize = Int32(min(1000, quota / categories.count + min(exclude.count, 200) + 10))
-            let attribute = settings.popularityAttribute
-            let client = Platform_Catalog_V1_CatalogServiceClient(channel: steps.catalog.channel)
-            fromCatalog = []
-            await withTaskGroup(of: Result<[CatalogItem], DependencyFailure>.self) { group in
-                for category in categories {
-                    let request = ProviderRequests.candidates(filter: filter.catalogFilter(category: category), pageSize: pageSize)
-                    group.addTask {
-                        await self.steps.catalog.call("candidates", budget: budget, tenant: tenant) { options in
-                            try await client.listProducts(request, options: options).products.map { CatalogItem($0, popularityAttribute: attribute) }
-                        }
-                    }
-                }
-                for await result in group {
-                    switch result {
-                    case .success(let items): fromCatalog += items
-                    case .failure(let error): failure = error
+            (pool, failure) = await poolFetches.run(key: key) {
+                await self.fetchPool(key: key, filter: filter, generation: generation, tenant: tenant, budget: budget)
+            }
+        }
+        var items: [CatalogItem] = []
+        items.reserveCapacity(settings.candidateCount)
+        for item in pool where !exclude.contains(item.productID) {
+            items.append(item)
+            if items.count == settings.candidateCount { break }
+        }
+        return (items, failure)
+    }
+
+    /// Over-fetch beyond the candidates scored, for exclusions.
+    static let overFetch = 100
+
+    private func fetchPool(key: CandidateKey, filter: CandidateFilter, generation: UInt64, tenant: TenantID,
+                           budget: RequestBudget) async -> ([CatalogItem], DependencyFailure?) {
+        let total = settings.candidateCount + Self.overFetch
+        let quota = filter.categories.isEmpty ? Int(Double(settings.candidateCount) * settings.affinityShare) : settings.candidateCount / 2
+        let pageSize = Int32(min(1000, quota / key.categories.count + Self.overFetch / key.categories.count + 1))
+        let attribute = settings.popularityAttribute
+        let client = Platform_Catalog_V1_CatalogServiceClient(channel: steps.catalog.channel)
+        var fromCatalog: [CatalogItem] = []
+        var failure: DependencyFailure?
+        await withTaskGroup(of: Result<[CatalogItem], DependencyFailure>.self) { group in
+            for category in key.categories {
+                let request = ProviderRequests.candidates(filter: filter.catalogFilter(category: category), pageSize: pageSize)
+                group.addTask {
+                    await self.steps.catalog.call("candidates", budget: budget, tenant: tenant) { options in
+                        try await client.listProducts(request, options: options).products.map { CatalogItem($0, popularityAttribute: attribute) }
                     }
                 }
             }
-            if failure == nil { candidateCache.store(fromCatalog, for: key, generation: generation) }
+            for await result in group {
+                switch result {
+                case .success(let items): fromCatalog += items
+                case .failure(let error): failure = error
+                }
+            }
         }
-        var seen = exclude
-        var items: [CatalogItem] = []
-        items.reserveCapacity(total)
-        for item in fromCatalog where items.count < quota && filter.admits(item) && seen.insert(item.productID).inserted {
-            items.append(item)
+        var seen = Set<String>()
+        var pool: [CatalogItem] = []
+        pool.reserveCapacity(total)
+        for item in fromCatalog where pool.count < quota + Self.overFetch && filter.admits(item) && seen.insert(item.productID).inserted {
+            pool.append(item)
         }
-        for item in mirror.popular(tenant, filter: filter, limit: total - items.count, excluding: seen) where items.count < total {
-            items.append(item)
+        for item in mirror.popular(key.tenant, filter: filter, limit: total, excluding: seen) where pool.count < total {
+            pool.append(item)
         }
-        return (items, failure)
+        // A pool made without the catalog is not kept: the next request asks again.
+        if failure == nil { candidateCache.store(pool, for: key, generation: generation) }
+        return (pool, failure)
     }
 
     private func products(_ ids: [String], tenant: TenantID, budget: RequestBudget) async -> Result<[String: CatalogItem], DependencyFailure> {
@@ -251,32 +274,19 @@ final class RecommendationPipeline: Sendable {
         }
     }
 
-    /// Exposures go to experimentation after the answer, off the request's
-    /// path; their ids make a retried log harmless.
+    /// Exposures go to experimentation after the answer, batched, off the
+    /// request's path; their ids make a retried log harmless.
     private func logExposures(_ assignment: UserAssignments, recommendationID: String, modelVersion: String, tenant: TenantID) {
         guard !assignment.exposures.isEmpty else { return }
         let now = Google_Protobuf_Timestamp(date: Date())
-        let exposures = assignment.exposures.map { exposure in
+        let batch = assignment.exposures.map { exposure in
             var exposure = exposure
             exposure.time = now
             exposure.exposureID = "\(recommendationID)/\(exposure.experimentKey)"
             exposure.attributes = ["recommendation_id": recommendationID, "model_version": modelVersion]
             return exposure
         }
-        let steps = self.steps
-        let logger = self.logger
-        Task.detached {
-            var delay = Duration.milliseconds(100)
-            for attempt in 1...3 {
-                guard case .failure(let failure) = await steps.logExposures(exposures, tenant: tenant) else { return }
-                if attempt == 3 {
-                    Counter(label: "personalization_exposures_lost_total").increment(by: Int64(exposures.count))
-                    logger.warning("exposures not logged", metadata: ["recommendation_id": "\(recommendationID)", "reason": "\(failure.reason)"])
-                }
-                try? await Task.sleep(for: delay)
-                delay *= 4
-            }
-        }
+        exposures.add(batch, tenant: tenant)
     }
 
     private static func timed<T>(_ step: String, _ body: () async -> T) async -> T {
