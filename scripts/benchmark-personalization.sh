@@ -5,7 +5,10 @@
 # run and the mean time per pipeline step from personalization's metrics.
 # Each Recommend asks for 50 results from 500 candidates.
 #
-#   scripts/benchmark-personalization.sh            # RATE=500 RUNS=3 DURATION=10
+# SERVICE_CPUS=0-1 lets the services use both cores (rpcload then shares
+# core 1 with them: at 500 calls/s it needs a few percent of it).
+#
+#   scripts/benchmark-personalization.sh            # RATE=500 RUNS=3 DURATION=10 SERVICE_CPUS=0
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -13,6 +16,7 @@ cd "$root"
 runs=${RUNS:-3}
 duration=${DURATION:-10}
 rate=${RATE:-500}
+service_cpus=${SERVICE_CPUS:-0}
 swift build -c release >&2
 bin=$(swift build -c release --show-bin-path)
 make -s -C Benchmarks/rpcload >&2
@@ -25,7 +29,7 @@ addresses=(--catalog-address 127.0.0.1:7601 --feature-store-address 127.0.0.1:76
            --inference-address 127.0.0.1:7603 --experimentation-address 127.0.0.1:7604)
 start() {
   local name=$1 port=$2; shift 2
-  taskset -c 0 "$bin/$name" --host 127.0.0.1 --port "$port" --admin-port $((port + 100)) --data-dir "$work/$name" \
+  taskset -c "$service_cpus" "$bin/$name" --host 127.0.0.1 --port "$port" --admin-port $((port + 100)) --data-dir "$work/$name" \
     --demo-data --log-level warning "$@" > "$work/$name.log" 2>&1 &
 }
 start catalog 7601
@@ -46,7 +50,7 @@ for _ in $(seq 1 300); do
 done
 
 metrics() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:7705/metrics").read().decode())' > "$1"; }
-echo "Recommend (50 of 500 candidates), open loop $rate/s, ${duration}s x $runs runs, services on core 0, rpcload on core 1"
+echo "Recommend (50 of 500 candidates), open loop $rate/s, ${duration}s x $runs runs, services on cores $service_cpus, rpcload on core 1"
 metrics "$work/before.txt"
 result=$(measure_rpcload 127.0.0.1:7605 -c 4 --rate "$rate" Benchmarks/rpcload/mixes/personalization-recommend.mix)
 metrics "$work/after.txt"

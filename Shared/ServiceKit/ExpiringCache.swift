@@ -38,6 +38,20 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
         }
     }
 
+    /// The value made in `generation`, and whether it is still fresh: lets
+    /// a caller serve an expired value while it refreshes it. Values of
+    /// another generation are never returned.
+    public func lookup(_ key: Key, generation: UInt64 = 0) -> (value: Value, isFresh: Bool)? {
+        storage.withLock { storage in
+            guard let entry = storage.entries[key] else { return nil }
+            guard entry.generation == generation else {
+                storage.entries[key] = nil
+                return nil
+            }
+            return (entry.value, entry.expires > .now)
+        }
+    }
+
     public func store(_ value: Value, for key: Key, generation: UInt64 = 0) {
         storage.withLock { storage in
             if storage.entries.updateValue(Entry(value: value, expires: .now + timeToLive, generation: generation), forKey: key) == nil {

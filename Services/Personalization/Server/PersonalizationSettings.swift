@@ -48,6 +48,9 @@ public struct PersonalizationSettings: Sendable {
     /// changes invalidate candidate lists at once.
     public var userFeatureCacheTTL: Duration = .seconds(5)
     public var candidateCacheTTL: Duration = .seconds(10)
+    /// Item features (derived from the catalog) are reused this long, and
+    /// dropped at once when the tenant's catalog changes.
+    public var itemFeatureCacheTTL: Duration = .seconds(10)
     public var cacheCapacity = 100_000
     /// Tenants whose catalog is mirrored from the change feed from the start
     /// (others start on their first request), and at most how many tenants

@@ -1,18 +1,19 @@
 import Contracts
 import Foundation
 
-/// What ranking needs of a product.
-struct CatalogItem: Sendable, Equatable {
-    var productID: String
-    var categories: [String]
-    var price: Double
-    var currency: String
-    var inStock: Bool
+/// What ranking needs of a product. Immutable and shared by reference:
+/// candidate pools hand the same items to many requests, and copying a
+/// reference is one retain where a struct of strings is several.
+final class CatalogItem: Sendable {
+    let productID: String
+    let categories: [String]
+    let price: Double
+    let currency: String
+    let inStock: Bool
     /// Recent sales: the popularity ranking's score.
-    var popularity: Double
-
+    let popularity: Double
     /// The most specific category, shown with results.
-    var category: String { categories.last ?? "" }
+    let category: String
 
     init(_ product: Platform_Catalog_V1_Product, popularityAttribute: String) {
         productID = product.productID
@@ -21,6 +22,7 @@ struct CatalogItem: Sendable, Equatable {
         currency = product.price.currencyCode
         inStock = product.availability == .inStock
         popularity = product.attributes[popularityAttribute].flatMap(Double.init) ?? 0
+        category = product.categories.last ?? ""
     }
 }
 
@@ -64,12 +66,7 @@ public struct CandidateFilter: Sendable, Hashable {
 
 extension CatalogItem {
     /// A product known only by id (the catalog could not be asked).
-    init(unknownProductID: String) {
-        productID = unknownProductID
-        categories = []
-        price = 0
-        currency = ""
-        inStock = true
-        popularity = 0
+    convenience init(unknownProductID: String) {
+        self.init(Platform_Catalog_V1_Product.with { $0.productID = unknownProductID; $0.availability = .inStock }, popularityAttribute: "")
     }
 }

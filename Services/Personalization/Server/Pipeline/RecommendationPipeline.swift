@@ -28,12 +28,14 @@ final class RecommendationPipeline: Sendable {
         var user: String
     }
 
+
     let settings: PersonalizationSettings
     let steps: DependencySteps
     let mirror: CatalogMirror
     let exposures: ExposureBatcher
     private let userCache: ExpiringCache<UserKey, UserFeatures>
     private let candidateCache: ExpiringCache<CandidateKey, [CatalogItem]>
+    private let itemCache: ItemFeatureCache
     private let poolFetches = SingleFlight<CandidateKey, ([CatalogItem], DependencyFailure?)>()
     let logger: Logger
 
@@ -44,6 +46,7 @@ final class RecommendationPipeline: Sendable {
         self.mirror = mirror
         self.userCache = ExpiringCache(timeToLive: settings.userFeatureCacheTTL, capacity: settings.cacheCapacity)
         self.candidateCache = ExpiringCache(timeToLive: settings.candidateCacheTTL, capacity: settings.cacheCapacity)
+        self.itemCache = ItemFeatureCache(timeToLive: settings.itemFeatureCacheTTL, capacity: settings.cacheCapacity)
         self.logger = logger
     }
 
@@ -127,6 +130,33 @@ final class RecommendationPipeline: Sendable {
         }
     }
 
+    /// Item features from the cache, the misses in one batched lookup. A
+    /// cached row is dropped when it expires or the tenant's catalog changes
+    /// (the feature store derives these features from it).
+    private func itemFeatures(_ items: [CatalogItem], tenant: TenantID, budget: RequestBudget,
+                              degradation: inout Degradation) async -> [[Float]] {
+        let generation = mirror.generation(tenant)
+        var rows = itemCache.rows(items.map(\.productID), tenant: tenant, generation: generation)
+        let missing = rows.indices.filter { rows[$0] == nil }
+        guard !missing.isEmpty else { return rows.map { $0! } }
+        let ids = missing.map { items[$0].productID }
+        switch await Self.timed("item_features", { await self.steps.itemFeatures(items: ids, tenant: tenant, budget: budget) }) {
+        case .success(let fetched):
+            var complete: [(id: String, row: [Float])] = []
+            for (index, row) in zip(missing, fetched) {
+                rows[index] = row
+                // Rows still missing values (an item the feature store has
+                // not caught up with) are asked for again next time.
+                if !row.contains(where: \.isNaN) { complete.append((items[index].productID, row)) }
+            }
+            itemCache.store(complete, tenant: tenant, generation: generation)
+        case .failure(let failure):
+            degradation.record(failure, fallback: .defaultFeatures)
+        }
+        let empty = Array(repeating: Float.nan, count: settings.itemFeatures.count)
+        return rows.map { $0 ?? empty }
+    }
+
     private func resolve(_ result: Result<UserAssignments, DependencyFailure>, degradation: inout Degradation) -> UserAssignments {
         switch result {
         case .success(let assignment):
@@ -141,8 +171,9 @@ final class RecommendationPipeline: Sendable {
     /// favourite one, else any) from the catalog, newest first, up to their
     /// share; then the most sold products the filter admits. The pool is
     /// over-fetched so exclusions can be dropped per request, and shared:
-    /// reused until the tenant's catalog changes or it expires, and fetched
-    /// once however many requests miss it at the same time.
+    /// reused until the tenant's catalog changes, refreshed in the
+    /// background once expired, and fetched once however many requests miss
+    /// it at the same time.
     private func candidates(filter: CandidateFilter, affinity: String?, exclude: Set<String>, tenant: TenantID,
                             budget: RequestBudget) async -> (items: [CatalogItem], failure: DependencyFailure?) {
         let categories: [String?] = filter.categories.isEmpty ? [affinity] : filter.categories.sorted().map(Optional.some)
@@ -150,8 +181,18 @@ final class RecommendationPipeline: Sendable {
         let generation = mirror.generation(tenant)
         var pool: [CatalogItem]
         var failure: DependencyFailure?
-        if let cached = candidateCache.value(for: key, generation: generation) {
-            pool = cached
+        if let cached = candidateCache.lookup(key, generation: generation) {
+            pool = cached.value
+            if !cached.isFresh {
+                // Expired but unchanged: answer from it while one refresh runs
+                // outside this request (a catalog change drops it instead).
+                let budget = RequestBudget(callerTimeRemaining: nil, default: settings.timeouts.catalog)
+                Task.detached { [self] in
+                    _ = await poolFetches.run(key: key) {
+                        await self.fetchPool(key: key, filter: filter, generation: generation, tenant: tenant, budget: budget)
+                    }
+                }
+            }
         } else {
             (pool, failure) = await poolFetches.run(key: key) {
                 await self.fetchPool(key: key, filter: filter, generation: generation, tenant: tenant, budget: budget)
@@ -229,13 +270,7 @@ final class RecommendationPipeline: Sendable {
                       recommendationID: String, tenant: TenantID, budget: RequestBudget, degradation: inout Degradation) async -> Ranked {
         guard !items.isEmpty else { return Ranked(items: [], model: "", version: "") }
         let itemColumns = settings.itemFeatures.count
-        let itemRows: [[Float]]
-        switch await Self.timed("item_features", { await self.steps.itemFeatures(items: items.map(\.productID), tenant: tenant, budget: budget) }) {
-        case .success(let rows): itemRows = rows
-        case .failure(let failure):
-            degradation.record(failure, fallback: .defaultFeatures)
-            itemRows = Array(repeating: Array(repeating: .nan, count: itemColumns), count: items.count)
-        }
+        let itemRows = await itemFeatures(items, tenant: tenant, budget: budget, degradation: &degradation)
         var matrix: [Float] = []
         matrix.reserveCapacity(items.count * (features.modelValues.count + itemColumns))
         for row in itemRows {
