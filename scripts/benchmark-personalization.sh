@@ -42,7 +42,12 @@ endpoints=(--catalog 127.0.0.1:7601 --feature-store 127.0.0.1:7602 --inference 1
 platform() { "$bin/platform" "$1" "${endpoints[@]}" "${@:2}"; }
 for _ in $(seq 1 300); do platform health >/dev/null 2>&1 && break; sleep 0.5; done
 platform health >&2
-# Item features follow the catalog's feed: wait until answers are complete.
+# Item features follow the catalog's feed: wait until the last demo product
+# has them, then until answers are complete.
+for _ in $(seq 1 600); do
+  platform features get --entity item_id=sku-09999 catalog_items:price 2>/dev/null | grep -q "present.*doubleVal" && break
+  sleep 0.5
+done
 for _ in $(seq 1 300); do
   answer=$(platform recommend --user u1 --count 1 2>&1 || true)
   if grep -q "^recommendation" <<<"$answer" && ! grep -q "degraded:" <<<"$answer"; then break; fi

@@ -36,6 +36,14 @@ final class RecommendationPipeline: Sendable {
     private let userCache: ExpiringCache<UserKey, UserFeatures>
     private let candidateCache: ExpiringCache<CandidateKey, [CatalogItem]>
     private let itemCache: ItemFeatureCache
+    /// Requests built from the same pool miss the same items together (a
+    /// cold or just-invalidated cache): one lookup serves them all.
+    private let itemFetches = SingleFlight<ItemFetchKey, Result<[[Float]], DependencyFailure>>()
+
+    private struct ItemFetchKey: Hashable, Sendable {
+        var tenant: TenantID
+        var ids: [String]
+    }
     private let poolFetches = SingleFlight<CandidateKey, ([CatalogItem], DependencyFailure?)>()
     let logger: Logger
 
@@ -140,7 +148,10 @@ final class RecommendationPipeline: Sendable {
         let missing = rows.indices.filter { rows[$0] == nil }
         guard !missing.isEmpty else { return rows.map { $0! } }
         let ids = missing.map { items[$0].productID }
-        switch await Self.timed("item_features", { await self.steps.itemFeatures(items: ids, tenant: tenant, budget: budget) }) {
+        let fetched = await itemFetches.run(key: ItemFetchKey(tenant: tenant, ids: ids)) {
+            await Self.timed("item_features") { await self.steps.itemFeatures(items: ids, tenant: tenant, budget: budget) }
+        }
+        switch fetched {
         case .success(let fetched):
             var complete: [(id: String, row: [Float])] = []
             for (index, row) in zip(missing, fetched) {
