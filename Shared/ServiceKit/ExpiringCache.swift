@@ -69,10 +69,4 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
             }
         }
     }
-
-    public func removeAll() {
-        storage.withLock { $0 = Storage() }
-    }
-
-    public var count: Int { storage.withLock { $0.entries.count } }
 }

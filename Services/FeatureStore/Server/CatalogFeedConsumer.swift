@@ -56,20 +56,8 @@ final class CatalogFeedConsumer: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for tenant in tenants {
                 group.addTask {
-                    var delay = Duration.milliseconds(200)
-                    while !Task.isCancelled {
-                        do {
-                            try await self.follow(tenant)
-                            delay = .milliseconds(200)
-                        } catch is CancellationError {
-                            return
-                        } catch {
-                            if Task.isCancelled { return }
-                            self.logger.warning("catalog feed interrupted; reconnecting",
-                                                metadata: ["tenant": "\(tenant)", "error": "\(error)", "retry_in": "\(delay)"])
-                        }
-                        try? await Task.sleep(for: delay)
-                        delay = min(delay * 2, .seconds(10))
+                    await reconnecting("catalog feed", logger: self.logger, metadata: ["tenant": "\(tenant)"], maximumDelay: .seconds(10)) {
+                        try await self.follow(tenant)
                     }
                 }
             }

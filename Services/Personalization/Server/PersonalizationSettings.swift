@@ -72,9 +72,4 @@ public struct PersonalizationSettings: Sendable {
     public init() {}
 
     public static var defaults: PersonalizationSettings { PersonalizationSettings() }
-
-    /// The model's input columns as feature references, in order.
-    var modelFeatureReferences: [String] {
-        userFeatures.map { "\(userFeatureView):\($0)" } + itemFeatures.map { "\(itemFeatureView):\($0)" }
-    }
 }

@@ -112,21 +112,9 @@ final class CatalogMirror: Sendable {
 
     private func run(_ tenant: TenantID) async {
         var resumeToken = ""
-        var delay = Duration.milliseconds(200)
-        while !Task.isCancelled {
-            do {
-                try await session(tenant, resumeToken: &resumeToken)
-                delay = .milliseconds(200)
-            } catch is CancellationError {
-                return
-            } catch {
-                if Task.isCancelled { return }
-                if (error as? RPCError)?.code == .outOfRange { resumeToken = "" }
-                logger.warning("catalog feed interrupted; reconnecting",
-                               metadata: ["tenant": "\(tenant)", "error": "\(error)", "retry_in": "\(delay)"])
-            }
-            try? await Task.sleep(for: delay)
-            delay = min(delay * 2, .seconds(2))
+        await reconnecting("catalog feed", logger: logger, metadata: ["tenant": "\(tenant)"], maximumDelay: .seconds(2),
+                           onFailure: { error in if (error as? RPCError)?.code == .outOfRange { resumeToken = "" } }) {
+            try await session(tenant, resumeToken: &resumeToken)
         }
     }
 
