@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "platform", targets: ["PlatformCLI"]),
         .executable(name: "interop-server", targets: ["InteropServer"]),
         .executable(name: "assignment-benchmark", targets: ["AssignmentBenchmark"]),
+        .executable(name: "catalog-peer", targets: ["CatalogPeer"]),
         .executable(name: "interop-client", targets: ["InteropClient"]),
         .library(name: "MeridianRPC", targets: ["MeridianRPC"]),
         .library(name: "Contracts", targets: ["Contracts"]),
@@ -183,6 +184,14 @@ let package = Package(
             name: "AssignmentBenchmark",
             dependencies: ["ExperimentationServer", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Benchmarks/AssignmentBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "CatalogPeer",
+            dependencies: ["MeridianRPC", "Contracts", "ServiceKit", "StandardServices",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Benchmarks/CatalogPeer",
             swiftSettings: swiftSettings
         ),
         // MARK: Tests

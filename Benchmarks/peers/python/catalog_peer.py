@@ -346,11 +346,18 @@ def main():
     parser.add_argument("--tenant", default="demo", help="the tenant that owns them (default demo)")
     parser.add_argument("--workers", type=int, default=16, help="sync mode's thread pool (default 16)")
     parser.add_argument("--proto-root", default=str(ROOT / "proto"))
+    parser.add_argument("--export", metavar="FILE",
+                        help="write the products as one binary ListProductsResponse to FILE and exit "
+                             "(the other peers load it, so every peer serves the same bytes)")
     args = parser.parse_args()
 
     out, messages, services, common = generate_stubs(args.proto_root)
     try:
         catalog = Catalog(messages, common, args.products, args.tenant)
+        if args.export:
+            with open(args.export, "wb") as file:
+                file.write(messages.ListProductsResponse(products=catalog.ordered).SerializeToString())
+            return
         if args.mode == "sync":
             run_sync(args, catalog, services)
         else:
