@@ -7,6 +7,7 @@ import InferenceServer
 import MeridianRPC
 import PersonalizationServer
 import ServiceKit
+import StandardProtos
 import StandardServices
 import Testing
 
@@ -81,6 +82,18 @@ final class PlatformFixture: @unchecked Sendable {
         client = Platform_Personalization_V1_PersonalizationServiceClient(channel: channel)
         self.ports = ports
         self.configurations = configurations
+        try await Self.waitUntilServing(channel)
+    }
+
+    /// Until health says SERVING, as a deployment's readiness probe waits:
+    /// personalization is ready once its preloaded tenants are mirrored.
+    static func waitUntilServing(_ channel: RPCChannel) async throws {
+        let health = Grpc_Health_V1_HealthClient(channel: channel)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await health.check(.with { $0.service = "" }).status != .serving {
+            guard ContinuousClock.now < deadline else { throw RPCError(.deadlineExceeded, "personalization never became ready") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     static func startInference(_ configuration: ServiceConfiguration) async throws -> ServiceHost {
@@ -102,6 +115,8 @@ final class PlatformFixture: @unchecked Sendable {
         settings.requestBudget = .seconds(15)
         settings.circuitBreaker = .init(failureThreshold: 3, openDuration: .milliseconds(300))
         settings.userFeatureCacheTTL = .milliseconds(1)
+        // Mirrored before the tests ask: popularity candidates are complete.
+        settings.preloadTenants = [tenant]
         return settings
     }
 

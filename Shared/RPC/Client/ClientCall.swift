@@ -60,7 +60,7 @@ final class ClientCall: @unchecked Sendable {
                 } else {
                     continuation.resume()
                 }
-                self.connection?.flush()
+                self.connection?.flushSoon()
             }
         }
     }
@@ -71,7 +71,7 @@ final class ClientCall: @unchecked Sendable {
             guard !self.outboundEnded else { return }
             self.outboundEnded = true
             self.connection?.resumeData(streamID: self.streamID)
-            self.connection?.flush()
+            self.connection?.flushSoon()
         }
     }
 

@@ -12,6 +12,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     private var context: ChannelHandlerContext?
     private var calls: [Int32: ClientCall] = [:]
     private var isReading = false
+    private var flushScheduled = false
     private let settings: HTTP2Session.Settings
     private let authority: String
     /// Set once the server sent GOAWAY: no new calls go on this connection.
@@ -93,12 +94,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             call.connectionFailed(RPCStatus(.unavailable, "cannot start a stream to \(authority): \(error)"))
             return
         }
-        flush()
+        flushSoon()
     }
 
     func flush() {
         guard !isReading, let context, let session else { return }
         session.flush(to: context)
+    }
+
+    /// Writes once the event loop has run the work already due: a unary
+    /// call's headers, message and end of stream, and calls started
+    /// together, leave in one socket write rather than one each.
+    func flushSoon() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            flush()
+        }
     }
 
     func resumeData(streamID: Int32) { if streamID > 0 { session.resumeData(streamID: streamID) } }

@@ -176,7 +176,7 @@ final class ServerCall: @unchecked Sendable {
                     } else {
                         continuation.resume()
                     }
-                    self.connection.flush()
+                    self.connection.flushSoon()
                 }
             }
         } onCancel: {
@@ -243,7 +243,7 @@ final class ServerCall: @unchecked Sendable {
         HeaderCoding.append(trailers, to: &fields)
         pendingTrailers = fields
         connection.resumeData(streamID: streamID)
-        connection.flush()
+        connection.flushSoon()
     }
 
     /// An error before anything was sent: one HEADERS frame with the status.
@@ -255,7 +255,7 @@ final class ServerCall: @unchecked Sendable {
         if let headersMetadata { HeaderCoding.append(headersMetadata, to: &fields) }
         HeaderCoding.append(metadata, to: &fields)
         connection.submitResponse(streamID: streamID, headers: fields, hasBody: false)
-        connection.flush()
+        connection.flushSoon()
     }
 
     /// nghttp2 asks for the next DATA frame's bytes.

@@ -19,6 +19,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     private var ageTimer: Scheduled<Void>?
     private var draining = false
     private var closeAfterFlush = false
+    private var flushScheduled = false
 
     init(shared: RPCServer.Shared) {
         self.shared = shared
@@ -99,6 +100,19 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         // flight): drop it. Calls still running keep it open until they end.
         if !session.wantsRead && !session.wantsWrite && calls.isEmpty {
             context.close(promise: nil)
+        }
+    }
+
+    /// Writes what calls have queued once the event loop has run the work
+    /// already due, so answers completed together leave in one socket write
+    /// instead of one syscall each. A single call waits only for the tasks
+    /// queued ahead of it, never for a timer.
+    func flushSoon() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            flush()
         }
     }
 
