@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Synchronization
 
 /// One RPC on a server connection: the bridge between the connection's event
 /// loop (where nghttp2 lives) and the handler's task.
@@ -29,6 +30,17 @@ final class ServerCall: @unchecked Sendable {
     private var pendingOutbound = ByteBuffer()
     private var pendingTrailers: [(String, String)]?
     private var writerWaiter: CheckedContinuation<Void, any Error>?
+    /// Messages written by the handler that the event loop has not taken
+    /// yet; the one piece of state shared across threads, under its lock.
+    private let staged = Mutex(StagedWrites())
+
+    struct StagedWrites {
+        var frames = ByteBuffer()
+        var drainScheduled = false
+        /// Bytes in the stream still waiting for the peer, as of the last drain or send.
+        var inStream = 0
+        var refused = false
+    }
 
     // Lifetime.
     var task: Task<Void, Never>?
@@ -159,8 +171,26 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
+    /// Queues one response message. The handler's thread stages it and
+    /// goes on; one event-loop task moves everything staged so far into the
+    /// stream, so a streaming handler costs no thread hop per message. It
+    /// suspends only while a quarter MiB or more waits for the peer.
     func write(_ payload: ByteBuffer, context: ServerContext) async throws {
         try Task.checkCancellation()
+        let (scheduleDrain, backlog, refused) = staged.withLock { staged -> (Bool, Int, Bool) in
+            guard !staged.refused else { return (false, 0, true) }
+            WireFormat.writeFrame(payload, into: &staged.frames)
+            let schedule = !staged.drainScheduled
+            staged.drainScheduled = true
+            return (schedule, staged.frames.readableBytes + staged.inStream, false)
+        }
+        if refused { throw CancellationError() }
+        if scheduleDrain { eventLoop.execute { self.drainStaged() } }
+        if backlog >= Self.writeHighWatermark { try await waitForRoom() }
+    }
+
+    /// Until the peer has taken enough that less than the low watermark waits.
+    private func waitForRoom() async throws {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 onLoop {
@@ -168,19 +198,46 @@ final class ServerCall: @unchecked Sendable {
                         continuation.resume(throwing: CancellationError())
                         return
                     }
-                    self.startResponseIfNeeded(context: context)
-                    WireFormat.writeFrame(payload, into: &self.pendingOutbound)
-                    self.connection.resumeData(streamID: self.streamID)
-                    if self.pendingOutbound.readableBytes >= Self.writeHighWatermark {
+                    self.drainStaged()
+                    if self.pendingOutbound.readableBytes >= Self.writeLowWatermark {
                         self.writerWaiter = continuation
                     } else {
                         continuation.resume()
                     }
-                    self.connection.flushSoon()
                 }
             }
         } onCancel: {
             onLoop { self.failWriter(CancellationError()) }
+        }
+    }
+
+    /// Moves staged messages into the stream (event loop). Runs before any
+    /// status is queued, so messages always precede the trailers.
+    private func drainStaged() {
+        var frames = staged.withLock { staged -> ByteBuffer in
+            staged.drainScheduled = false
+            defer { staged.frames = ByteBuffer() }
+            return staged.frames
+        }
+        guard frames.readableBytes > 0, !isClosed, state != .finished, let context else { return }
+        startResponseIfNeeded(context: context)
+        pendingOutbound.writeBuffer(&frames)
+        noteStreamBacklog()
+        connection.resumeData(streamID: streamID)
+        connection.flushSoon()
+    }
+
+    /// Tells writers how much already waits in the stream.
+    private func noteStreamBacklog() {
+        let waiting = pendingOutbound.readableBytes
+        staged.withLock { $0.inStream = waiting }
+    }
+
+    /// Once the response is finished or the stream gone, writes fail at once.
+    private func refuseWrites() {
+        staged.withLock { staged in
+            staged.refused = true
+            staged.frames = ByteBuffer()
         }
     }
 
@@ -204,6 +261,7 @@ final class ServerCall: @unchecked Sendable {
     func respondUnary(_ payload: ByteBuffer, context: ServerContext) {
         onLoop {
             guard !self.isClosed, self.state != .finished else { return }
+            self.drainStaged()
             self.startResponseIfNeeded(context: context)
             WireFormat.writeFrame(payload, into: &self.pendingOutbound)
             self.queueTrailers(status: .ok, trailers: context.responseTrailers)
@@ -214,6 +272,7 @@ final class ServerCall: @unchecked Sendable {
     func finish(status: RPCStatus, context: ServerContext?) {
         onLoop {
             guard !self.isClosed, self.state != .finished else { return }
+            self.drainStaged()
             let trailers = context?.responseTrailers ?? Metadata()
             if self.state == .idle {
                 self.sendTrailersOnly(status: status, metadata: trailers, headersMetadata: context?.responseHeaders)
@@ -239,6 +298,7 @@ final class ServerCall: @unchecked Sendable {
 
     private func queueTrailers(status: RPCStatus, trailers: Metadata) {
         state = .finished
+        refuseWrites()
         var fields = HeaderCoding.statusFields(status)
         HeaderCoding.append(trailers, to: &fields)
         pendingTrailers = fields
@@ -250,6 +310,7 @@ final class ServerCall: @unchecked Sendable {
     func sendTrailersOnly(status: RPCStatus, metadata: Metadata = Metadata(), headersMetadata: Metadata? = nil) {
         guard state == .idle, !isClosed else { return }
         state = .finished
+        refuseWrites()
         var fields: [(String, String)] = [(":status", "200"), ("content-type", "application/grpc")]
         fields += HeaderCoding.statusFields(status)
         if let headersMetadata { HeaderCoding.append(headersMetadata, to: &fields) }
@@ -262,6 +323,7 @@ final class ServerCall: @unchecked Sendable {
     func readOutbound(into target: UnsafeMutableRawBufferPointer) -> DataReadResult {
         let count = pendingOutbound.drain(into: target)
         if count > 0 {
+            noteStreamBacklog()
             if pendingOutbound.readableBytes < Self.writeLowWatermark, let waiter = writerWaiter {
                 writerWaiter = nil
                 waiter.resume()
@@ -279,6 +341,7 @@ final class ServerCall: @unchecked Sendable {
     /// closed): stop the handler and release everything.
     func closed() {
         isClosed = true
+        refuseWrites()
         deadlineTimer?.cancel()
         deadlineTimer = nil
         if state != .finished {
