@@ -127,7 +127,8 @@ struct EchoFixture {
         let error = await #expect(throws: RPCError.self) {
             let _: UnaryResponse<Google_Protobuf_Int64Value> = try await fixture.channel.unary(
                 path: EchoService.sleepPath, request: Google_Protobuf_Int64Value(10_000),
-                options: CallOptions(timeout: .milliseconds(200)))
+                // Long enough that a busy test machine starts the handler first.
+                options: CallOptions(timeout: .seconds(1)))
         }
         #expect(error?.code == .deadlineExceeded)
         #expect(ContinuousClock.now - start < .seconds(5))
@@ -157,6 +158,45 @@ struct EchoFixture {
         var words: [String] = []
         for try await word in stream { words.append(word.value) }
         #expect(words == ["a", "bb", "ccc"])
+        await fixture.stop()
+    }
+
+    /// Far more than the flow-control windows hold, read slowly at first:
+    /// the writer waits for the peer, and every message arrives once, in
+    /// order, before the status.
+    @Test func serverStreamingUnderBackpressureKeepsEveryMessageInOrder() async throws {
+        let fixture = try await EchoFixture.start()
+        let count = 3_000  // ~3 MiB: three times the stream window
+        let stream: RPCResponseStream<Google_Protobuf_StringValue> = fixture.channel.serverStreaming(
+            path: EchoService.countPath, request: Google_Protobuf_Int64Value(Int64(count)))
+        var expected = 0
+        for try await message in stream {
+            #expect(message.value.hasPrefix("\(expected):"), "message \(expected) out of order")
+            if expected < 20 { try await Task.sleep(for: .milliseconds(5)) }
+            expected += 1
+        }
+        #expect(expected == count)
+        #expect(await fixture.probe.count == 0)
+        await fixture.stop()
+    }
+
+    /// A reader that leaves mid-stream stops the writing handler, whether it
+    /// is writing or waiting for room.
+    @Test func abandonedStreamStopsItsWriter() async throws {
+        let fixture = try await EchoFixture.start()
+        let reader = Task {
+            let stream: RPCResponseStream<Google_Protobuf_StringValue> = fixture.channel.serverStreaming(
+                path: EchoService.countPath, request: Google_Protobuf_Int64Value(10_000_000))
+            var seen = 0
+            for try await _ in stream {
+                seen += 1
+                if seen == 10 { break }
+            }
+            return seen
+        }
+        #expect(try await reader.value == 10)
+        try await waitUntil { await fixture.probe.count == 1 }
+        try await waitUntil { fixture.server.callsInFlight == 0 }
         await fixture.stop()
     }
 

@@ -11,6 +11,7 @@ struct EchoService: RPCService {
     static let failPath = "/test.Echo/Fail"
     static let crashPath = "/test.Echo/Crash"
     static let expandPath = "/test.Echo/Expand"
+    static let countPath = "/test.Echo/Count"
     static let collectPath = "/test.Echo/Collect"
     static let chatPath = "/test.Echo/Chat"
     static let metadataPath = "/test.Echo/Metadata"
@@ -39,6 +40,18 @@ struct EchoService: RPCService {
             .serverStreaming(Self.expandPath) { (request: Google_Protobuf_StringValue, writer: RPCResponseWriter<Google_Protobuf_StringValue>, _) in
                 for word in request.value.split(separator: " ") {
                     try await writer.write(.with { $0.value = String(word) })
+                }
+            },
+            // Streams `request` numbered messages of about 1 KiB: "index:" and padding.
+            .serverStreaming(Self.countPath) { (request: Google_Protobuf_Int64Value, writer: RPCResponseWriter<Google_Protobuf_StringValue>, _) in
+                let padding = String(repeating: "x", count: 1000)
+                do {
+                    for index in 0..<request.value {
+                        try await writer.write(.with { $0.value = "\(index):\(padding)" })
+                    }
+                } catch {
+                    await cancelled.record()
+                    throw error
                 }
             },
             .clientStreaming(Self.collectPath) { (requests: RPCRequestStream<Google_Protobuf_StringValue>, _) -> Google_Protobuf_StringValue in

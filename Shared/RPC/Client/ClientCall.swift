@@ -302,6 +302,9 @@ final class ClientCall: @unchecked Sendable {
         guard unconsumedBytes > 0 else { return }
         connection?.consume(streamID: streamID, count: unconsumedBytes)
         unconsumedBytes = 0
+        // The WINDOW_UPDATE must leave even when no read is in progress (the
+        // reader caught up later): a sender waiting for window waits forever otherwise.
+        connection?.flushSoon()
     }
 
     private func deliverToReader() {

@@ -122,6 +122,9 @@ final class ServerCall: @unchecked Sendable {
     private func giveBackWindow() {
         connection.consume(streamID: streamID, count: unconsumedBytes)
         unconsumedBytes = 0
+        // Sent even when the handler caught up between reads: a client
+        // waiting for window would otherwise wait forever.
+        connection.flushSoon()
     }
 
     private func deliverToReader() {
