@@ -200,26 +200,30 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         let stored = stickyUnits.isEmpty ? [:] : try await store.stickyVariations(tenant: tenant, units: stickyUnits)
         var response = Platform_Experimentation_V1_GetAssignmentsResponse()
         var newSticky: [StickyRecord] = []
-        response.assignments = selected.map { experiment in
-            guard experiment.isSticky else { return experiment.assign(attributes, now: now, payload: .encoded) }
-            let unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) }
-            let assignment = experiment.assign(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] }, payload: .encoded)
-            if let unit, assignment.reason == .assigned, !assignment.sticky {
-                newSticky.append(StickyRecord(unit: unit, variationKey: assignment.variationKey))
+        var exposures: [ExposureRecord] = []
+        var encoder = AssignmentsEncoder(capacity: selected.count * 96)
+        for experiment in selected {
+            var unit: StickyUnit?
+            if experiment.isSticky { unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) } }
+            let decision = experiment.decide(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] })
+            encoder.append(decision, of: experiment)
+            if let unit, decision.inExperiment, !decision.sticky {
+                newSticky.append(StickyRecord(unit: unit, variationKey: experiment.variationKeys[decision.index]))
             }
-            return assignment
+            if request.logExposures, decision.inExperiment, let hashed = decision.unit {
+                let variationKey = experiment.variationKeys[decision.index]
+                exposures.append(ExposureRecord(experimentKey: experiment.key, variationKey: variationKey, unitID: hashed.value, time: now,
+                                                exposureID: Self.derivedExposureID(variation: variationKey, unit: hashed.value),
+                                                attributesJSON: "{}"))
+            }
         }
+        context.appendEncodedResponseFields(encoder.bytes)
         // First assignments are stored in the background; until then the
         // hash gives the same variation, so an answer never changes.
         if !newSticky.isEmpty, !pipeline.submitWithoutWaiting(IngestionBatch(tenant: tenant, sticky: newSticky)) {
             logger.warning("sticky assignments not stored: ingestion queue full", metadata: ["count": "\(newSticky.count)"])
         }
         if request.logExposures {
-            let exposures = response.assignments.filter(\.inExperiment).map { assignment in
-                ExposureRecord(experimentKey: assignment.experimentKey, variationKey: assignment.variationKey, unitID: assignment.hashValue_p,
-                               time: now, exposureID: Self.derivedExposureID(variation: assignment.variationKey, unit: assignment.hashValue_p),
-                               attributesJSON: "{}")
-            }
             response.exposuresLogged = exposures.isEmpty || pipeline.submitWithoutWaiting(IngestionBatch(tenant: tenant, exposures: exposures))
         }
         return response

@@ -273,14 +273,19 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         let tenant = try TenantID.from(context)
         let registry = try await cache.registry(tenant: tenant)
         let columns = try resolveFeatures(request, registry: registry)
-        let rowCount = try checkEntities(request, columns: columns)
+        let views = Self.distinctViews(columns, viewCount: registry.viewCount)
+        let rowCount = try checkEntities(request, views: views)
         let now = Date()
 
-        // One lookup per view, by that view's own join keys.
-        var rowsByView: [String: (keys: [String], rows: [String: StoredRow])] = [:]
-        for view in Self.distinctViews(columns) {
+        // One lookup per view, by that view's own join keys; each view's rows
+        // in request order, with their event times converted once.
+        var slots = [Int](repeating: -1, count: registry.viewCount)
+        var lookups: [[(row: StoredRow, eventTime: (seconds: Int64, nanos: Int32))?]] = []
+        for view in views {
             let keys = (0..<rowCount).map { row in EntityKey.encode(view.entities.map { request.entities[$0]!.val[row] }) }
-            rowsByView[view.name] = (keys, try await cache.rows(tenant: tenant, view: view.name, entityKeys: keys))
+            let rows = try await cache.rows(tenant: tenant, view: view.name, entityKeys: keys)
+            slots[view.index] = lookups.count
+            lookups.append(keys.map { key in rows[key].map { ($0, $0.eventSeconds) } })
         }
 
         let joinKeys = request.entities.keys.sorted()
@@ -293,20 +298,21 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             }
             encoder.endVector()
         }
-        var statusCounts: [String: [Platform_Featurestore_V1_FieldStatus: Int]] = [:]
+        // Values served per view and status (indexed by the status's number).
+        var statusCounts = [[Int]](repeating: [Int](repeating: 0, count: FeatureStoreMetrics.statusCount), count: views.count)
         for column in columns {
             names.append(request.fullFeatureNames ? "\(column.view.name)__\(column.feature)" : column.feature)
-            let (keys, rows) = rowsByView[column.view.name]!
+            let slot = slots[column.view.index]
             let ttl = column.view.ttl
-            var counts = statusCounts[column.view.name] ?? [:]
             encoder.beginVector()
-            for key in keys {
+            for entry in lookups[slot] {
                 let status: Platform_Featurestore_V1_FieldStatus
-                guard let row = rows[key] else {
+                guard let entry else {
                     encoder.append(value: [], status: .notFound, eventTime: nil)
-                    counts[.notFound, default: 0] += 1
+                    statusCounts[slot][Platform_Featurestore_V1_FieldStatus.notFound.rawValue] += 1
                     continue
                 }
+                let (row, eventTime) = entry
                 var value: [UInt8] = []
                 if ttl > 0, now.timeIntervalSince(row.eventTime) > ttl {
                     status = .outsideMaxAge
@@ -316,16 +322,15 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
                 } else {
                     status = .nullValue
                 }
-                encoder.append(value: value, status: status, eventTime: row.eventSeconds)
-                counts[status, default: 0] += 1
+                encoder.append(value: value, status: status, eventTime: eventTime)
+                statusCounts[slot][status.rawValue] += 1
             }
             encoder.endVector()
-            statusCounts[column.view.name] = counts
         }
         var response = Platform_Featurestore_V1_GetOnlineFeaturesResponse()
         response.metadata.featureNames.val = names
-        response.unknownFields = try encoder.unknownFields()
-        FeatureStoreMetrics.recordLookup(tenant: tenant, counts: statusCounts)
+        context.appendEncodedResponseFields(encoder.bytes)
+        FeatureStoreMetrics.recordLookup(tenant: tenant, views: views, counts: statusCounts)
         return response
     }
 
@@ -346,20 +351,21 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             guard (1...configuration.maxFeatureRefs).contains(list.val.count) else {
                 throw RPCError.invalidArgument(violations: [FieldViolation("features", "needs 1 to \(configuration.maxFeatureRefs) references, got \(list.val.count)")])
             }
-            var seen = Set<String>()
+            var seen = [Bool](repeating: false, count: registry.columnCount)
             columns.reserveCapacity(list.val.count)
             for (index, reference) in list.val.enumerated() {
                 // The common case: a known reference, one dictionary lookup.
-                if let column = registry.references[reference], seen.insert(reference).inserted {
+                if let column = registry.references[reference] {
+                    guard !seen[column.id] else {
+                        throw RPCError.invalidArgument(violations: [FieldViolation("features.val[\(index)]", "\(reference) is requested twice")])
+                    }
+                    seen[column.id] = true
                     columns.append(column)
                     continue
                 }
                 let parts = reference.split(separator: ":", omittingEmptySubsequences: false)
                 guard parts.count == 2, FeatureValidation.isName(String(parts[0])), FeatureValidation.isName(String(parts[1])) else {
                     throw RPCError.invalidArgument(violations: [FieldViolation("features.val[\(index)]", "\"\(reference)\" is not a view:feature reference")])
-                }
-                guard seen.insert(reference).inserted else {
-                    throw RPCError.invalidArgument(violations: [FieldViolation("features.val[\(index)]", "\(reference) is requested twice")])
                 }
                 guard let view = registry.views[String(parts[0])] else { throw viewNotFound(String(parts[0])) }
                 guard view.features.contains(where: { $0.name == parts[1] }) else {
@@ -372,13 +378,13 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             throw RPCError.invalidArgument(violations: [FieldViolation("kind", "set either feature_service or features")])
         }
         if !request.fullFeatureNames {
-            var seen: [String: String] = [:]
+            var owners = [ResolvedView?](repeating: nil, count: registry.featureNameCount)
             for column in columns {
-                if let other = seen[column.feature], other != column.view.name {
+                if let other = owners[column.nameID], other !== column.view {
                     throw RPCError.invalidArgument(violations: [FieldViolation(
-                        "full_feature_names", "views \(other) and \(column.view.name) both have a feature \(column.feature); set full_feature_names")])
+                        "full_feature_names", "views \(other.name) and \(column.view.name) both have a feature \(column.feature); set full_feature_names")])
                 }
-                seen[column.feature] = column.view.name
+                owners[column.nameID] = column.view
             }
         }
         return columns
@@ -386,8 +392,8 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
 
     /// The entity rows must name exactly the join keys the views use, in
     /// columns of one length; returns that length.
-    private func checkEntities(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, columns: [FeatureColumn]) throws -> Int {
-        let needed = Set(columns.flatMap(\.view.entities))
+    private func checkEntities(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, views: [ResolvedView]) throws -> Int {
+        let needed = Set(views.flatMap(\.entities))
         var violations: [FieldViolation] = []
         for key in needed.sorted() where request.entities[key] == nil {
             violations.append(FieldViolation("entities", "missing join key \(key)"))
@@ -413,9 +419,14 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         return rows
     }
 
-    private static func distinctViews(_ columns: [FeatureColumn]) -> [ResolvedView] {
-        var seen = Set<String>()
-        return columns.compactMap { seen.insert($0.view.name).inserted ? $0.view : nil }
+    /// The views of `columns`, each once, in order of first use.
+    private static func distinctViews(_ columns: [FeatureColumn], viewCount: Int) -> [ResolvedView] {
+        var seen = [Bool](repeating: false, count: viewCount)
+        return columns.compactMap { column in
+            guard !seen[column.view.index] else { return nil }
+            seen[column.view.index] = true
+            return column.view
+        }
     }
 
     // MARK: Helpers
@@ -449,12 +460,15 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
 /// A view as lookups need it, shared by all its columns.
 final class ResolvedView: Sendable {
     let name: String
+    /// Position among the registry's views, by name.
+    let index: Int
     let entities: [String]
     /// Seconds; 0 means values never expire.
     let ttl: TimeInterval
 
-    init(_ view: FeatureView) {
+    init(_ view: FeatureView, index: Int) {
         name = view.name
+        self.index = index
         entities = view.entities
         ttl = view.hasTtl ? view.ttl.timeInterval : 0
     }
@@ -464,6 +478,10 @@ final class ResolvedView: Sendable {
 struct FeatureColumn: Sendable {
     let view: ResolvedView
     let feature: String
+    /// Unique among the registry's columns.
+    let id: Int
+    /// The same for every column of this feature name, whatever its view.
+    let nameID: Int
 }
 
 private func viewNotFound(_ name: String) -> RPCError {

@@ -23,11 +23,16 @@ enum FeatureStoreMetrics {
         }
     }
 
-    static func recordLookup(tenant: TenantID, counts: [String: [Platform_Featurestore_V1_FieldStatus: Int]]) {
-        for (view, byStatus) in counts {
-            for (status, count) in byStatus {
+    /// Length of the per-view status counts `recordLookup` takes: indexed by
+    /// `FieldStatus` number, INVALID (0) to OUTSIDE_MAX_AGE (4).
+    static let statusCount = 5
+
+    static func recordLookup(tenant: TenantID, views: [ResolvedView], counts: [[Int]]) {
+        for (view, byStatus) in zip(views, counts) {
+            for (number, count) in byStatus.enumerated() where count > 0 {
+                guard let status = Platform_Featurestore_V1_FieldStatus(rawValue: number) else { continue }
                 Counter(label: "feature_store_lookup_values_total",
-                        dimensions: [("tenant", tenant.value), ("view", view), ("status", name(status))]).increment(by: Int64(count))
+                        dimensions: [("tenant", tenant.value), ("view", view.name), ("status", name(status))]).increment(by: Int64(count))
             }
         }
     }

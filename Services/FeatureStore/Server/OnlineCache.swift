@@ -15,16 +15,31 @@ final class OnlineCache: Sendable {
         var services: [String: FeatureService]
         /// Every "view:feature" reference, resolved once per registry load.
         var references: [String: FeatureColumn]
+        /// How many views, columns and distinct feature names there are: the
+        /// sizes of the arrays a lookup indexes by `ResolvedView.index`,
+        /// `FeatureColumn.id` and `FeatureColumn.nameID` instead of hashing
+        /// names on every request.
+        var viewCount = 0
+        var columnCount = 0
+        var featureNameCount = 0
 
         init(views: [String: FeatureView], services: [String: FeatureService]) {
             self.views = views
             self.services = services
             var references: [String: FeatureColumn] = [:]
-            for view in views.values {
-                let shared = ResolvedView(view)
-                for feature in view.features { references["\(view.name):\(feature.name)"] = FeatureColumn(view: shared, feature: feature.name) }
+            var nameIDs: [String: Int] = [:]
+            for (index, view) in views.values.sorted(by: { $0.name < $1.name }).enumerated() {
+                let shared = ResolvedView(view, index: index)
+                for feature in view.features {
+                    let nameID = nameIDs[feature.name] ?? nameIDs.count
+                    nameIDs[feature.name] = nameID
+                    references["\(view.name):\(feature.name)"] = FeatureColumn(view: shared, feature: feature.name, id: references.count, nameID: nameID)
+                }
             }
             self.references = references
+            viewCount = views.count
+            columnCount = references.count
+            featureNameCount = nameIDs.count
         }
     }
 

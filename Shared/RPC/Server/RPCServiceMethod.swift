@@ -37,7 +37,9 @@ public struct RPCServiceMethod: Sendable {
         RPCServiceMethod(path: path, kind: .unary) { call, context in
             let request = try Request(rpcPayload: call.takeUnaryRequest())
             let response = try await handler(request, context)
-            try call.respondUnary(response.rpcPayload(), context: context)
+            var payload = try response.rpcPayload()
+            context.writeEncodedResponseFields(into: &payload)
+            call.respondUnary(payload, context: context)
         }
     }
 
@@ -58,7 +60,9 @@ public struct RPCServiceMethod: Sendable {
     ) -> RPCServiceMethod {
         RPCServiceMethod(path: path, kind: .clientStreaming) { call, context in
             let response = try await handler(RPCRequestStream(call: call), context)
-            try call.respondUnary(response.rpcPayload(), context: context)
+            var payload = try response.rpcPayload()
+            context.writeEncodedResponseFields(into: &payload)
+            call.respondUnary(payload, context: context)
         }
     }
 

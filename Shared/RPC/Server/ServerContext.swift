@@ -19,6 +19,7 @@ public final class ServerContext: Sendable {
         var trailers = Metadata()
     }
     private let response = Mutex(ResponseMetadata())
+    private let encodedResponseFields = Mutex<[UInt8]>([])
 
     init(path: String, requestMetadata: Metadata, deadline: NIODeadline?, peer: String) {
         self.path = path
@@ -36,6 +37,21 @@ public final class ServerContext: Sendable {
     /// Metadata sent with the trailers, next to `grpc-status`.
     public func addTrailer(_ key: String, _ value: Metadata.Value) {
         response.withLock { $0.trailers.add(key, value: value) }
+    }
+
+    /// Fields of the unary response that the handler encoded itself, sent
+    /// after the fields of the message it returns. Protobuf reads
+    /// concatenated messages as one, so a hot path can write a large
+    /// repeated field straight to bytes instead of building a message per
+    /// element. The bytes must be well-formed fields of the response type.
+    public func appendEncodedResponseFields(_ bytes: [UInt8]) {
+        encodedResponseFields.withLock { $0.append(contentsOf: bytes) }
+    }
+
+    func writeEncodedResponseFields(into payload: inout ByteBuffer) {
+        encodedResponseFields.withLock { fields in
+            if !fields.isEmpty { payload.writeBytes(fields) }
+        }
     }
 
     var responseHeaders: Metadata { response.withLock { $0.headers } }

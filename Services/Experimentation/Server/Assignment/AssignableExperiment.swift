@@ -28,10 +28,8 @@ public final class AssignableExperiment: Sendable {
     let status: Experiment.Status
     let variationKeys: [String]
     let variationValues: [Google_Protobuf_Value?]
-    /// Each variation's `Assignment.value` field already encoded, carried as
-    /// unknown fields: SwiftProtobuf writes those bytes as they are, where
-    /// encoding the Struct anew for every response cost more than assigning.
-    let encodedValues: [UnknownStorage]
+    /// The parts of an encoded `Assignment` fixed by the experiment.
+    let wire: AssignmentWireFields
     let namespace: (id: String, start: Double, end: Double)?
     /// Whether first assignments are stored and kept (sticky assignment).
     public let isSticky: Bool
@@ -67,113 +65,133 @@ public final class AssignableExperiment: Sendable {
         isSticky = experiment.stickyAssignment
         variationKeys = experiment.variations.map(\.key)
         variationValues = experiment.variations.map { $0.hasValue ? $0.value : nil }
-        encodedValues = experiment.variations.map { variation in
-            guard variation.hasValue, let value: Data = try? variation.value.serializedBytes() else { return UnknownStorage() }
-            var field = Data([9 << 3 | 2])  // Assignment.value: field 9, length-delimited
-            var length = value.count
-            while length >= 0x80 {
-                field.append(UInt8(length & 0x7F | 0x80))
-                length >>= 7
-            }
-            field.append(UInt8(length))
-            field.append(value)
-            // An Empty message keeps every field it reads as unknown.
-            return (try? Google_Protobuf_Empty(serializedBytes: field))?.unknownFields ?? UnknownStorage()
-        }
+        wire = AssignmentWireFields(experiment, hashAttribute: hashAttribute)
         namespace = experiment.hasNamespace && !experiment.namespace.id.isEmpty
             ? (experiment.namespace.id, experiment.namespace.rangeStart, experiment.namespace.rangeEnd) : nil
         start = experiment.hasStartTime ? experiment.startTime.date : nil
         end = experiment.hasEndTime ? experiment.endTime.date : nil
     }
 
-    /// How `assign` returns the variation's payload.
-    public enum PayloadForm: Sendable {
-        /// In `Assignment.value`.
-        case message
-        /// Pre-encoded in the unknown fields, for an Assignment that is only
-        /// serialized (it decodes as `value` on the other side).
-        case encoded
+    /// What assignment decided for one unit: everything an `Assignment`
+    /// says, without building one (GetAssignments writes it straight to
+    /// bytes with `AssignmentsEncoder`).
+    public struct Decision: Sendable {
+        public var reason: Assignment.Reason
+        /// The variation shown: the assigned one, the winner for FORCED,
+        /// control (0) otherwise.
+        public var index = 0
+        /// The attribute that was hashed, nil when none was.
+        public var unit: HashedUnit?
+        /// Set once the unit was hashed into the experiment.
+        public var bucket: Double?
+        /// The variation is the unit's stored sticky assignment.
+        public var sticky = false
+
+        init(_ reason: Assignment.Reason, index: Int = 0) {
+            self.reason = reason
+            self.index = index
+        }
+
+        /// Only ASSIGNED units count in the analysis.
+        public var inExperiment: Bool { reason == .assigned }
+    }
+
+    /// The attribute a unit was hashed by, and its value as hashed.
+    public struct HashedUnit: Sendable {
+        /// `fallback_attribute` was used because `hash_attribute` had no value.
+        public var isFallback: Bool
+        public var value: String
     }
 
     /// The value a sticky assignment of `attributes` is stored under (the
     /// hash value), or nil when the unit has none.
     public func stickyUnit(_ attributes: [String: JSONValue]) -> String? {
-        isSticky ? hashInput(attributes)?.1 : nil
+        isSticky ? hashInput(attributes)?.value : nil
+    }
+
+    /// The variation `attributes` get, and why, as an `Assignment` message.
+    public func assign(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil) -> Assignment {
+        let decision = decide(attributes, now: now, stickyVariation: stickyVariation)
+        var result = Assignment()
+        result.experimentKey = key
+        result.reason = decision.reason
+        result.variationIndex = Int32(decision.index)
+        result.inExperiment = decision.inExperiment
+        result.sticky = decision.sticky
+        if let unit = decision.unit {
+            result.hashAttribute = unit.isFallback ? fallbackAttribute : hashAttribute
+            result.hashValue_p = unit.value
+        }
+        if let bucket = decision.bucket { result.bucket = bucket }
+        if variationKeys.indices.contains(decision.index) {
+            result.variationKey = variationKeys[decision.index]
+            if let value = variationValues[decision.index] { result.value = value }
+        }
+        return result
     }
 
     /// The variation `attributes` get, and why; the checks run in the order
     /// GetAssignments documents (GrowthBook's order). `stickyVariation` is
     /// the unit's stored sticky assignment: as in GrowthBook, it skips the
     /// filter, namespace and coverage checks, not targeting.
-    public func assign(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil,
-                       payload: PayloadForm = .message) -> Assignment {
-        var result = Assignment()
-        result.experimentKey = key
+    public func decide(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil) -> Decision {
         switch status {
         case .running:
-            if let start, now < start { return finish(&result, .notRunning, payload: payload) }
-            if let end, now >= end { return finish(&result, .notRunning, payload: payload) }
+            if let start, now < start { return Decision(.notRunning) }
+            if let end, now >= end { return Decision(.notRunning) }
         case .stopped:
-            guard let forcedIndex else { return finish(&result, .notRunning, payload: payload) }
-            if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted, payload: payload) }
-            return finish(&result, .forced, index: forcedIndex, payload: payload)
+            guard let forcedIndex else { return Decision(.notRunning) }
+            if let condition, !condition.matches(.object(attributes)) { return Decision(.notTargeted) }
+            return Decision(.forced, index: forcedIndex)
         default:
-            return finish(&result, .notRunning, payload: payload)
+            return Decision(.notRunning)
         }
 
-        guard let (attribute, unitHash) = hashInput(attributes) else { return finish(&result, .noHashAttribute, payload: payload) }
-        result.hashAttribute = attribute
-        result.hashValue_p = unitHash
+        guard let unit = hashInput(attributes) else { return Decision(.noHashAttribute) }
+        var decision = Decision(.notInCoverage)
+        decision.unit = unit
 
         let stickyIndex = stickyVariation.flatMap { variationKeys.firstIndex(of: $0) }
         if stickyIndex != nil {
             // Already in: filters and namespace only decide who enters.
         } else if !filters.isEmpty {
-            if filters.contains(where: { isFilteredOut($0, attributes) }) { return finish(&result, .filtered, payload: payload) }
+            if filters.contains(where: { isFilteredOut($0, attributes) }) { decision.reason = .filtered; return decision }
         } else if let namespace {
-            if !GrowthBookHashing.inNamespace(hashValue: unitHash, id: namespace.id, start: namespace.start, end: namespace.end) {
-                return finish(&result, .notInNamespace, payload: payload)
+            if !GrowthBookHashing.inNamespace(hashValue: unit.value, id: namespace.id, start: namespace.start, end: namespace.end) {
+                decision.reason = .notInNamespace
+                return decision
             }
         }
-        if let condition, !condition.matches(.object(attributes)) { return finish(&result, .notTargeted, payload: payload) }
+        if let condition, !condition.matches(.object(attributes)) { decision.reason = .notTargeted; return decision }
         if let stickyIndex {
-            result.inExperiment = true
-            result.sticky = true
-            return finish(&result, .assigned, index: stickyIndex, payload: payload)
+            decision.reason = .assigned
+            decision.index = stickyIndex
+            decision.sticky = true
+            return decision
         }
 
         let bucket: Double
         switch hashVersion {
-        case 1: bucket = GrowthBookHashing.hashV1(value: unitHash, seed: seed)
-        case 2: bucket = GrowthBookHashing.hashV2(seedState: seedState, value: unitHash)
-        default: return finish(&result, .notInCoverage, payload: payload)
+        case 1: bucket = GrowthBookHashing.hashV1(value: unit.value, seed: seed)
+        case 2: bucket = GrowthBookHashing.hashV2(seedState: seedState, value: unit.value)
+        default: return decision
         }
-        result.bucket = bucket
+        decision.bucket = bucket
         let index = GrowthBookHashing.chooseVariation(bucket: bucket, ranges: ranges)
-        guard index >= 0 else { return finish(&result, .notInCoverage, payload: payload) }
-        result.inExperiment = true
-        return finish(&result, .assigned, index: index, payload: payload)
-    }
-
-    private func finish(_ result: inout Assignment, _ reason: Assignment.Reason, index: Int = 0, payload: PayloadForm) -> Assignment {
-        result.reason = reason
-        result.variationIndex = Int32(index)
-        if variationKeys.indices.contains(index) {
-            result.variationKey = variationKeys[index]
-            switch payload {
-            case .message: if let value = variationValues[index] { result.value = value }
-            case .encoded: result.unknownFields = encodedValues[index]
-            }
-        }
-        return result
+        guard index >= 0 else { return decision }
+        decision.reason = .assigned
+        decision.index = index
+        return decision
     }
 
     /// The hashed attribute and its value as JavaScript's `String()` prints
     /// it; falsy values (missing, null, "", 0, false) count as absent, as in
     /// GrowthBook.
-    private func hashInput(_ attributes: [String: JSONValue]) -> (String, String)? {
-        if let value = attributes[hashAttribute], value.isTruthy { return (hashAttribute, value.jsString) }
-        if !fallbackAttribute.isEmpty, let value = attributes[fallbackAttribute], value.isTruthy { return (fallbackAttribute, value.jsString) }
+    private func hashInput(_ attributes: [String: JSONValue]) -> HashedUnit? {
+        if let value = attributes[hashAttribute], value.isTruthy { return HashedUnit(isFallback: false, value: value.jsString) }
+        if !fallbackAttribute.isEmpty, let value = attributes[fallbackAttribute], value.isTruthy {
+            return HashedUnit(isFallback: true, value: value.jsString)
+        }
         return nil
     }
 
