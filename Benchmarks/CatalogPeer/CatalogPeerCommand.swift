@@ -30,6 +30,7 @@ struct CatalogPeerCommand: AsyncParsableCommand {
     var tenant = "demo"
 
     func run() async throws {
+        ProcessCPUs.sizeEventLoopsToAffinity()
         var logger = Logger(label: "catalog-peer")
         logger.logLevel = .warning
         let listing = try Platform_Catalog_V1_ListProductsResponse(serializedBytes: Data(contentsOf: URL(fileURLWithPath: productsFile)))

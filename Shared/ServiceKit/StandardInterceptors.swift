@@ -1,6 +1,7 @@
 import Logging
 import MeridianRPC
 import Metrics
+import Synchronization
 
 /// Logs every call that fails, and every call at debug level, with its
 /// method, status and duration.
@@ -50,6 +51,7 @@ public struct LoggingInterceptor: ServerInterceptor {
 /// Whatever metrics backend the executable bootstrapped receives them.
 public struct MetricsInterceptor: ServerInterceptor {
     let service: String
+    private let handles = MetricHandles()
 
     public init(service: String) {
         self.service = service
@@ -59,10 +61,9 @@ public struct MetricsInterceptor: ServerInterceptor {
         let start = ContinuousClock.now
         var code = "OK"
         defer {
-            let dimensions = [("service", service), ("method", String(context.methodName)), ("code", code)]
-            Counter(label: "rpc_server_calls_total", dimensions: dimensions).increment()
-            Metrics.Timer(label: "rpc_server_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
-                .record(duration: ContinuousClock.now - start)
+            let (calls, duration) = handles.handles(service: service, context: context, code: code)
+            calls.increment()
+            duration.record(duration: ContinuousClock.now - start)
         }
         do {
             try await next()
@@ -76,6 +77,22 @@ public struct MetricsInterceptor: ServerInterceptor {
             code = "UNKNOWN"
             throw error
         }
+    }
+}
+
+/// The counter and timer of each method and status code, made once: asking
+/// the metrics factory for them on every call (building the label list,
+/// looking it up under the factory's lock) cost more than recording.
+private final class MetricHandles: Sendable {
+    private let byMethod = Mutex<[String: [String: (Counter, Metrics.Timer)]]>([:])
+
+    func handles(service: String, context: ServerContext, code: String) -> (Counter, Metrics.Timer) {
+        if let cached = byMethod.withLock({ $0[context.path]?[code] }) { return cached }
+        let dimensions = [("service", service), ("method", String(context.methodName)), ("code", code)]
+        let made = (Counter(label: "rpc_server_calls_total", dimensions: dimensions),
+                    Metrics.Timer(label: "rpc_server_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds))
+        byMethod.withLock { $0[context.path, default: [:]][code] = made }
+        return made
     }
 }
 

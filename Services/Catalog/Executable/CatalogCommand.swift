@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.configuration(service: "catalog")
+        ProcessCPUs.sizeEventLoopsToAffinity()
         let metrics = Observability.bootstrap(service: "catalog", level: configuration.logLevel)
         let host = try await buildService(configuration: configuration, metricsExporter: metrics)
         try await host.run()

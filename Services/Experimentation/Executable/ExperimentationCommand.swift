@@ -27,6 +27,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.configuration(service: "experimentation")
+        ProcessCPUs.sizeEventLoopsToAffinity()
         let metrics = Observability.bootstrap(service: "experimentation", level: configuration.logLevel)
         let host = try await buildService(configuration: configuration, metricsExporter: metrics)
         try await host.run()

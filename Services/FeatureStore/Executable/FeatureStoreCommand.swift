@@ -34,6 +34,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.configuration(service: "feature-store", dependencies: ["catalog": catalogAddress])
+        ProcessCPUs.sizeEventLoopsToAffinity()
         let metrics = Observability.bootstrap(service: "feature-store", level: configuration.logLevel)
         let tenants = (catalogTenants ?? ProcessInfo.processInfo.environment["FEATURE_STORE_CATALOG_TENANTS"]
             ?? (configuration.seedDemoData ? "demo" : "")).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

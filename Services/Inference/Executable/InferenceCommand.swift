@@ -48,6 +48,7 @@ struct InferenceCommand: AsyncParsableCommand {
             guard megabytes >= 0 else { throw ValidationError("--response-cache-mb must not be negative") }
             settings.responseCacheBytes = megabytes << 20
         }
+        ProcessCPUs.sizeEventLoopsToAffinity()
         let metrics = Observability.bootstrap(service: "inference", level: configuration.logLevel)
         let host = try await buildService(configuration: configuration, settings: settings, metricsExporter: metrics)
         try await host.run()

@@ -42,6 +42,7 @@ struct PersonalizationCommand: AsyncParsableCommand {
             guard let value = Int(text), value >= 0 else { throw ValidationError("max-per-category must be a non-negative integer, got \(text)") }
             settings.maxPerCategory = value
         }
+        ProcessCPUs.sizeEventLoopsToAffinity()
         let metrics = Observability.bootstrap(service: "personalization", level: configuration.logLevel)
         let host = try await buildService(configuration: configuration, settings: settings, metricsExporter: metrics)
         try await host.run()
