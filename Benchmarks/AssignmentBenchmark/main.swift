@@ -34,7 +34,8 @@ func measureRequestPath() throws {
         decode += start.duration(to: clock.now)
         start = clock.now
         let now = Date()
-        let decisions = prepared.map { $0.decide(attributes, now: now) }
+        var lookups = AssignableExperiment.UnitLookups()
+        let decisions = prepared.map { $0.decide(attributes, now: now, lookups: &lookups) }
         assign += start.duration(to: clock.now)
         start = clock.now
         var encoder = AssignmentsEncoder(capacity: prepared.count * 96)
@@ -64,8 +65,9 @@ func measureAssignments(units: Int, runs: Int) -> (rates: [Double], experiments:
         for unit in 0..<units {
             var attributes = attributeSets[unit & 1023]
             attributes["id"] = .string("user-\(unit)")
+            var lookups = AssignableExperiment.UnitLookups()
             for experiment in experiments {
-                checksum &+= experiment.decide(attributes, now: now).index
+                checksum &+= experiment.decide(attributes, now: now, lookups: &lookups).index
             }
         }
         let elapsed = start.duration(to: .now)

@@ -455,6 +455,35 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
 }
 
 @Suite struct ExperimentResultsTests {
+    @Test func assignmentsLogTheirExposuresOnce() async throws {
+        let fixture = try await ExperimentationFixture(.sqlite)
+        _ = try await fixture.create(ExperimentationFixture.experiment("checkout"))
+        var shown: [String: Int] = [:]
+        for index in 0..<30 {
+            let response = try await fixture.assign(["id": .init(stringValue: "unit-\(index)")], keys: ["checkout"], log: true)
+            #expect(response.exposuresLogged)
+            let assignment = try #require(response.assignments.first)
+            #expect(assignment.inExperiment && assignment.hashValue_p == "unit-\(index)")
+            shown[assignment.variationKey, default: 0] += 1
+        }
+        // Seeing the same variation again is the same exposure, not a new one.
+        _ = try await fixture.assign(["id": .init(stringValue: "unit-0")], keys: ["checkout"], log: true)
+
+        func results() async throws -> Platform_Experimentation_V1_GetResultsResponse {
+            try await fixture.client.getResults(.with { $0.experimentKey = "checkout"; $0.metricKey = "revenue" },
+                                                options: ExperimentationFixture.options())
+        }
+        // Exposures are written in the background.
+        var logged = try await results()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while logged.totalExposures < 30, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            logged = try await results()
+        }
+        #expect(logged.totalExposures == 30)
+        #expect(Dictionary(uniqueKeysWithValues: logged.variations.map { ($0.variationKey, Int($0.units)) }) == shown)
+    }
+
     @Test(arguments: Backend.allCases)
     func resultsJoinEventsToExposures(backend: Backend) async throws {
         let fixture = try await ExperimentationFixture(backend)

@@ -202,10 +202,11 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         var newSticky: [StickyRecord] = []
         var exposures: [ExposureRecord] = []
         var encoder = AssignmentsEncoder(capacity: selected.count * 96)
+        var lookups = AssignableExperiment.UnitLookups()
         for experiment in selected {
             var unit: StickyUnit?
             if experiment.isSticky { unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) } }
-            let decision = experiment.decide(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] })
+            let decision = experiment.decide(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] }, lookups: &lookups)
             encoder.append(decision, of: experiment)
             if let unit, decision.inExperiment, !decision.sticky {
                 newSticky.append(StickyRecord(unit: unit, variationKey: experiment.variationKeys[decision.index]))

@@ -96,6 +96,15 @@ public final class AssignableExperiment: Sendable {
         public var inExperiment: Bool { reason == .assigned }
     }
 
+    /// One unit's hash input as the last experiment found it: most
+    /// experiments hash the same attribute, so assigning a unit to many looks
+    /// it up once rather than once per experiment.
+    public struct UnitLookups {
+        fileprivate var last: (hashAttribute: String, fallbackAttribute: String, unit: HashedUnit?)?
+
+        public init() {}
+    }
+
     /// The attribute a unit was hashed by, and its value as hashed.
     public struct HashedUnit: Sendable {
         /// `fallback_attribute` was used because `hash_attribute` had no value.
@@ -135,6 +144,15 @@ public final class AssignableExperiment: Sendable {
     /// the unit's stored sticky assignment: as in GrowthBook, it skips the
     /// filter, namespace and coverage checks, not targeting.
     public func decide(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil) -> Decision {
+        var lookups = UnitLookups()
+        return decide(attributes, now: now, stickyVariation: stickyVariation, lookups: &lookups)
+    }
+
+    /// `decide` for one of many experiments assigned to the same unit:
+    /// `lookups` carries the unit's hash input from one experiment to the
+    /// next that hashes the same attributes.
+    public func decide(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil,
+                       lookups: inout UnitLookups) -> Decision {
         switch status {
         case .running:
             if let start, now < start { return Decision(.notRunning) }
@@ -147,7 +165,14 @@ public final class AssignableExperiment: Sendable {
             return Decision(.notRunning)
         }
 
-        guard let unit = hashInput(attributes) else { return Decision(.noHashAttribute) }
+        let input: HashedUnit?
+        if let last = lookups.last, last.hashAttribute == hashAttribute, last.fallbackAttribute == fallbackAttribute {
+            input = last.unit
+        } else {
+            input = hashInput(attributes)
+            lookups.last = (hashAttribute, fallbackAttribute, input)
+        }
+        guard let unit = input else { return Decision(.noHashAttribute) }
         var decision = Decision(.notInCoverage)
         decision.unit = unit
 
