@@ -197,7 +197,8 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "RPCTests",
-            dependencies: ["MeridianRPC", "StandardProtos", "StandardServices", "ServiceKit", "Contracts"],
+            dependencies: ["MeridianRPC", "StandardProtos", "StandardServices", "ServiceKit", "Contracts",
+                           .product(name: "NIOPosix", package: "swift-nio")],
             path: "Tests/RPCTests",
             swiftSettings: swiftSettings
         ),

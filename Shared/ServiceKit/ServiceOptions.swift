@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MeridianRPC
 
 /// The flags every service executable takes. Unset flags fall back to the
 /// environment, then to defaults (see `ServiceConfiguration`).
@@ -25,6 +26,10 @@ public struct ServiceOptions: ParsableArguments {
 
     @Flag(name: .customLong("demo-data"), help: "Load demo data on start (env <SERVICE>_DEMO_DATA=1).")
     public var demoData = false
+
+    @Option(name: .customLong("handler-executor"),
+            help: "Where handlers run: event-loop (no thread hop; the catalog's default) or shared-pool (the others' default) (env <SERVICE>_HANDLER_EXECUTOR).")
+    public var handlerExecutor: String?
 
     public init() {}
 
@@ -56,6 +61,12 @@ public struct ServiceOptions: ParsableArguments {
         configuration.seedDemoData = demoData || env("DEMO_DATA") == "1"
         configuration.rpc.host = configuration.host
         configuration.rpc.port = configuration.port
+        if let executor = handlerExecutor ?? env("HANDLER_EXECUTOR") {
+            guard let parsed = RPCServer.Configuration.HandlerExecutor(rawValue: executor) else {
+                throw ValidationError("handler executor must be event-loop or shared-pool, got \(executor)")
+            }
+            configuration.rpc.handlerExecutor = parsed
+        }
         for (dependency, flagValue) in dependencies {
             let key = dependency.uppercased().replacingOccurrences(of: "-", with: "_") + "_ADDRESS"
             configuration.dependencies[dependency] = flagValue ?? env(key)

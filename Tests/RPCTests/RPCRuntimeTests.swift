@@ -37,8 +37,9 @@ struct EchoFixture {
         await fixture.stop()
     }
 
-    @Test func manyConcurrentUnaryCallsShareOneConnection() async throws {
-        let fixture = try await EchoFixture.start()
+    @Test(arguments: RPCServer.Configuration.HandlerExecutor.allCases)
+    func manyConcurrentUnaryCallsShareOneConnection(executor: RPCServer.Configuration.HandlerExecutor) async throws {
+        let fixture = try await EchoFixture.start { $0.handlerExecutor = executor }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<300 {
                 group.addTask {
@@ -121,8 +122,18 @@ struct EchoFixture {
         await fixture.stop()
     }
 
-    @Test func deadlineCancelsTheHandlerAndTheClientSeesDeadlineExceeded() async throws {
-        let fixture = try await EchoFixture.start()
+    @Test(arguments: RPCServer.Configuration.HandlerExecutor.allCases)
+    func handlersRunWhereConfigured(executor: RPCServer.Configuration.HandlerExecutor) async throws {
+        let fixture = try await EchoFixture.start { $0.handlerExecutor = executor }
+        let response: UnaryResponse<Google_Protobuf_BoolValue> = try await fixture.channel.unary(
+            path: EchoService.onEventLoopPath, request: Google_Protobuf_Empty())
+        #expect(response.message.value == (executor == .eventLoop))
+        await fixture.stop()
+    }
+
+    @Test(arguments: RPCServer.Configuration.HandlerExecutor.allCases)
+    func deadlineCancelsTheHandlerAndTheClientSeesDeadlineExceeded(executor: RPCServer.Configuration.HandlerExecutor) async throws {
+        let fixture = try await EchoFixture.start { $0.handlerExecutor = executor }
         let start = ContinuousClock.now
         let error = await #expect(throws: RPCError.self) {
             let _: UnaryResponse<Google_Protobuf_Int64Value> = try await fixture.channel.unary(
@@ -137,8 +148,9 @@ struct EchoFixture {
         await fixture.stop()
     }
 
-    @Test func clientCancellationCancelsTheHandler() async throws {
-        let fixture = try await EchoFixture.start()
+    @Test(arguments: RPCServer.Configuration.HandlerExecutor.allCases)
+    func clientCancellationCancelsTheHandler(executor: RPCServer.Configuration.HandlerExecutor) async throws {
+        let fixture = try await EchoFixture.start { $0.handlerExecutor = executor }
         let task = Task {
             let _: UnaryResponse<Google_Protobuf_Int64Value> = try await fixture.channel.unary(
                 path: EchoService.sleepPath, request: Google_Protobuf_Int64Value(10_000))

@@ -1,6 +1,7 @@
 import Foundation
 import MeridianRPC
 import NIOCore
+import NIOPosix
 import SwiftProtobuf
 
 /// A service built on protobuf's well-known wrapper types, so the runtime is
@@ -8,6 +9,7 @@ import SwiftProtobuf
 struct EchoService: RPCService {
     static let unaryPath = "/test.Echo/Unary"
     static let sleepPath = "/test.Echo/Sleep"
+    static let onEventLoopPath = "/test.Echo/OnEventLoop"
     static let failPath = "/test.Echo/Fail"
     static let crashPath = "/test.Echo/Crash"
     static let expandPath = "/test.Echo/Expand"
@@ -21,6 +23,12 @@ struct EchoService: RPCService {
     var methods: [RPCServiceMethod] {
         [
             .unary(Self.unaryPath) { (request: Google_Protobuf_BytesValue, _) in request },
+            // Whether the handler runs on an event loop thread.
+            .unary(Self.onEventLoopPath) { (_: Google_Protobuf_Empty, _) -> Google_Protobuf_BoolValue in
+                var answer = Google_Protobuf_BoolValue()
+                answer.value = MultiThreadedEventLoopGroup.currentEventLoop != nil
+                return answer
+            },
             .unary(Self.sleepPath) { (request: Google_Protobuf_Int64Value, _) -> Google_Protobuf_Int64Value in
                 do {
                     try await Task.sleep(for: .milliseconds(request.value))

@@ -32,6 +32,21 @@ public final class RPCServer: Sendable {
         public var maxConnectionAge: TimeAmount?
         /// How long shutdown lets calls in flight finish before cancelling them.
         public var shutdownGracePeriod: TimeAmount
+        /// Where handler tasks run.
+        public var handlerExecutor: HandlerExecutor
+
+        public enum HandlerExecutor: String, Sendable, CaseIterable {
+            /// On the event loop of the call's connection (a task executor
+            /// over the loop): no thread hop between the socket and the
+            /// handler and back. A handler's CPU work holds up the other
+            /// connections of its loop, and handlers must never block a
+            /// thread. Best for short, frequent calls.
+            case eventLoop = "event-loop"
+            /// On Swift's global concurrent executor (the default): two
+            /// thread hops per call, but a long handler never delays another
+            /// connection's I/O.
+            case sharedPool = "shared-pool"
+        }
 
         public static var defaults: Configuration {
             Configuration(
@@ -39,7 +54,7 @@ public final class RPCServer: Sendable {
                 maxReceiveMessageSize: 4 << 20, maxHeaderListSize: 16 << 10,
                 initialStreamWindowSize: 1 << 20, maxInFlightCalls: 10_000,
                 maxConnectionIdle: .minutes(30), maxConnectionAge: nil,
-                shutdownGracePeriod: .seconds(10))
+                shutdownGracePeriod: .seconds(10), handlerExecutor: .sharedPool)
         }
 
         var http2Settings: HTTP2Session.Settings {

@@ -20,6 +20,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     private var draining = false
     private var closeAfterFlush = false
     private var flushScheduled = false
+    /// Where handler tasks run: this connection's event loop, or (nil) the
+    /// global concurrent executor.
+    private var handlerExecutor: EventLoopTaskExecutor?
 
     init(shared: RPCServer.Shared) {
         self.shared = shared
@@ -40,6 +43,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             return
         }
         shared.connections.register(self, on: context.eventLoop)
+        if shared.configuration.handlerExecutor == .eventLoop { handlerExecutor = EventLoopTaskExecutor(context.eventLoop) }
         if let maxAge = shared.configuration.maxConnectionAge {
             ageTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxAge) { [self] in beginGracefulShutdown() }
         }
@@ -289,11 +293,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     private func launch(_ call: ServerCall) {
         guard let method = call.method, let serverContext = call.context else { return }
-        call.task = Self.startTask(call, method: method, context: serverContext, shared: shared)
+        call.task = Self.startTask(call, method: method, context: serverContext, shared: shared, on: handlerExecutor)
     }
 
-    private static func startTask(_ call: ServerCall, method: RPCServiceMethod, context: ServerContext, shared: RPCServer.Shared) -> Task<Void, Never> {
-        Task { await serve(call, method: method, context: context, shared: shared) }
+    private static func startTask(_ call: ServerCall, method: RPCServiceMethod, context: ServerContext, shared: RPCServer.Shared,
+                                  on executor: EventLoopTaskExecutor?) -> Task<Void, Never> {
+        guard let executor else { return Task { await serve(call, method: method, context: context, shared: shared) } }
+        return Task(executorPreference: executor) { await serve(call, method: method, context: context, shared: shared) }
     }
 
     /// The body of a handler's task: interceptors, the handler, and the
