@@ -136,9 +136,15 @@ final class InferenceFixture: Sendable {
             for (ours, theirs) in zip(scores, reference) {
                 #expect(InferenceFixture.close(Double(ours), theirs), "\(model): \(ours) vs \(theirs)")
             }
-            // One row at a time gives the same numbers as the batch.
+            // One row at a time gives the same numbers as the batch, and so
+            // do a few rows (the native walk takes several trees at once)
+            // and many (it goes through rows in blocks).
             let single = try await fixture.client.modelInfer(InferenceFixture.request(model, rows: expected.rows[3...3]))
             #expect(InferenceFixture.scores(single) == [scores[3]])
+            let few = try await fixture.client.modelInfer(InferenceFixture.request(model, rows: expected.rows[5..<8]))
+            #expect(InferenceFixture.scores(few) == Array(scores[5..<8]))
+            let many = try await fixture.client.modelInfer(InferenceFixture.request(model, rows: (expected.rows + expected.rows + expected.rows)[...]))
+            #expect(InferenceFixture.scores(many) == scores + scores + scores)
         }
         await fixture.stop()
     }

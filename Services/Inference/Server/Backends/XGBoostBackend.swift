@@ -18,12 +18,6 @@ final class XGBoostBackend: ModelBackend, @unchecked Sendable {
     /// The same model walked natively, when it is a plain numeric tree
     /// ensemble (see `XGBoostForest`); nil leaves prediction to libxgboost.
     let forest: XGBoostForest?
-    /// Batches up to this many rows are walked natively under `auto`; larger
-    /// ones go to libxgboost, whose row-blocked predictor wins once its fixed
-    /// per-call cost (~75 µs) is spread over enough rows (measured crossover
-    /// on the demo ranker: a few dozen rows).
-    private let nativeRowLimit: Int
-    static let autoNativeRowLimit = 32
 
     init(definition: ModelDefinition, artifact: URL) throws(ModelLoadError) {
         var handle: BoosterHandle?
@@ -57,7 +51,6 @@ final class XGBoostBackend: ModelBackend, @unchecked Sendable {
             throw .invalidConfig("the model gives \(forest.groups) values per row but output '\(output.name)' declares dims \(output.dims)")
         }
         self.forest = forest
-        nativeRowLimit = definition.treePredictor == .native ? Int.max : Self.autoNativeRowLimit
         booster = handle
         features = declared
         outputName = output.name
@@ -72,7 +65,7 @@ final class XGBoostBackend: ModelBackend, @unchecked Sendable {
     func execute(_ inputs: [Tensor]) throws(BackendError) -> [Tensor] {
         let input = inputs[0]
         let rows = input.shape[0]
-        if let forest, rows <= nativeRowLimit {
+        if let forest {
             let scores = input.raw.withUnsafeBytes { bytes in
                 if Int(bitPattern: bytes.baseAddress) % MemoryLayout<Float>.alignment == 0 {
                     return forest.predict(bytes.bindMemory(to: Float.self), rows: rows, margin: outputMargin)

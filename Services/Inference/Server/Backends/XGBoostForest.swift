@@ -20,17 +20,25 @@ struct XGBoostForest: Sendable {
         case softmax
     }
 
-    /// Nodes of every tree, flattened; a leaf has `left == -1` and its value in `threshold`.
+    /// Nodes of every tree, flattened. A leaf keeps its value in `threshold`.
     private struct Node: Sendable {
-        var feature: Int32
         var threshold: Float
-        var left: Int32
-        var right: Int32
-        var defaultLeft: Bool
+        /// The split's feature; the top bit set sends a missing value left.
+        var featureAndDefault: UInt32
+
+        static let defaultLeftBit: UInt32 = 1 << 31
     }
 
     private let nodes: [Node]
+    /// Node `n`'s children at `2n` (left) and `2n + 1` (right). A leaf's
+    /// are itself, so every tree can be walked a fixed number of steps (its
+    /// depth) with no leaf test, and the step is an index computation
+    /// rather than a branch: trees split on arbitrary data, and mispredicted
+    /// branches cost more than the walk.
+    private let children: [Int32]
     private let roots: [Int32]
+    /// Steps from each tree's root to its deepest leaf.
+    private let depths: [Int32]
     /// The output (class) each tree adds to.
     private let treeGroups: [Int32]
     /// Outputs per row: 1, or the number of classes.
@@ -83,7 +91,9 @@ struct XGBoostForest: Sendable {
         features = featureCount
 
         var nodes: [Node] = []
+        var children: [Int32] = []
         var roots: [Int32] = []
+        var depths: [Int32] = []
         for tree in trees {
             guard let left = tree["left_children"] as? [Int], let right = tree["right_children"] as? [Int],
                   let conditions = tree["split_conditions"] as? [Double], let indices = tree["split_indices"] as? [Int],
@@ -99,32 +109,102 @@ struct XGBoostForest: Sendable {
                 let isLeaf = left[index] == -1
                 guard isLeaf || (left[index] > 0 && left[index] < left.count && right[index] > 0 && right[index] < left.count
                                  && indices[index] >= 0 && indices[index] < featureCount) else { return nil }
-                nodes.append(Node(feature: Int32(indices[index]), threshold: Float(conditions[index]),
-                                  left: isLeaf ? -1 : offset + Int32(left[index]), right: isLeaf ? -1 : offset + Int32(right[index]),
-                                  defaultLeft: defaults[index] != 0))
+                let me = offset + Int32(index)
+                nodes.append(Node(threshold: Float(conditions[index]),
+                                  featureAndDefault: isLeaf ? 0 : UInt32(indices[index]) | (defaults[index] != 0 ? Node.defaultLeftBit : 0)))
+                children += isLeaf ? [me, me] : [offset + Int32(left[index]), offset + Int32(right[index])]
             }
+            guard let depth = Self.depth(left: left, right: right) else { return nil }
+            depths.append(Int32(depth))
         }
         guard treeInfo.allSatisfy({ $0 >= 0 && $0 < max(classes, 1) }) else { return nil }
         self.nodes = nodes
+        self.children = children
         self.roots = roots
+        self.depths = depths
         self.treeGroups = treeInfo.map(Int32.init)
     }
 
-    /// Predictions for `rows` rows of `features` values (row-major), `groups` per row.
-    func predict(_ values: UnsafeBufferPointer<Float>, rows: Int, margin: Bool) -> [Float] {
-        var output = [Float](repeating: baseMargin, count: rows * groups)
-        nodes.withUnsafeBufferPointer { nodes in
-            for row in 0..<rows {
-                let features = values.baseAddress! + row * self.features
-                for (tree, root) in roots.enumerated() {
-                    var node = nodes[Int(root)]
-                    while node.left >= 0 {
-                        let value = features[Int(node.feature)]
-                        let goLeft = value.isNaN ? node.defaultLeft : value < node.threshold
-                        node = nodes[Int(goLeft ? node.left : node.right)]
-                    }
-                    output[row * groups + Int(treeGroups[tree])] += node.threshold
+    /// The longest root-to-leaf path, or nil when the children do not form
+    /// a tree (a cycle or a node reached twice).
+    private static func depth(left: [Int], right: [Int]) -> Int? {
+        var seen = [Bool](repeating: false, count: left.count)
+        var level = [0]
+        var depth = 0
+        seen[0] = true
+        while true {
+            var next: [Int] = []
+            for node in level where left[node] != -1 {
+                for child in [left[node], right[node]] {
+                    guard !seen[child] else { return nil }
+                    seen[child] = true
+                    next.append(child)
                 }
+            }
+            if next.isEmpty { return depth }
+            depth += 1
+            level = next
+        }
+    }
+
+    private static let walksPerPass = 64
+
+    /// Predictions for `rows` rows of `features` values (row-major), `groups` per row.
+    ///
+    /// Walks advance in lockstep, one level at a time: up to
+    /// `walksPerPass` (tree, row) walks are independent of each other, so the
+    /// processor overlaps them, and the branch-free step leaves nothing to
+    /// mispredict. Many rows go in blocks of that size, small enough to stay
+    /// in the first-level cache while every tree passes over them; a few
+    /// rows take several trees at once. Each row still adds its trees'
+    /// leaves in tree order, as XGBoost does.
+    func predict(_ values: UnsafeBufferPointer<Float>, rows: Int, margin: Bool) -> [Float] {
+        precondition(values.count >= rows * features, "fewer values than rows × features")
+        let width = features
+        let groups = groups
+        var output = [Float](repeating: baseMargin, count: rows * groups)
+        guard rows > 0 else { return output }
+        output.withUnsafeMutableBufferPointer { output in
+            nodes.withUnsafeBufferPointer { nodes in
+            children.withUnsafeBufferPointer { children in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: Self.walksPerPass) { positions in
+                    for first in stride(from: 0, to: rows, by: Self.walksPerPass) {
+                        let count = min(Self.walksPerPass, rows - first)
+                        let values = values.baseAddress! + first * width
+                        let output = output.baseAddress! + first * groups
+                        // Few rows: walk several trees side by side instead.
+                        let treesPerPass = Self.walksPerPass / count
+                        for firstTree in stride(from: 0, to: roots.count, by: treesPerPass) {
+                            let trees = firstTree..<min(firstTree + treesPerPass, roots.count)
+                            var depth: Int32 = 0
+                            for tree in trees {
+                                depth = max(depth, depths[tree])
+                                let lanes = positions.baseAddress! + (tree - firstTree) * count
+                                for row in 0..<count { lanes[row] = roots[tree] }
+                            }
+                            for _ in 0..<depth {
+                                for tree in trees {
+                                    let lanes = positions.baseAddress! + (tree - firstTree) * count
+                                    for row in 0..<count {
+                                        let position = Int(lanes[row])
+                                        let node = nodes[position]
+                                        let value = values[row &* width &+ Int(node.featureAndDefault & ~Node.defaultLeftBit)]
+                                        let goesLeft = (value < node.threshold ? 1 : 0) | (value.isNaN ? Int(node.featureAndDefault >> 31) : 0)
+                                        lanes[row] = children[position &* 2 &+ (1 &- goesLeft)]
+                                    }
+                                }
+                            }
+                            for tree in trees {
+                                let group = Int(treeGroups[tree])
+                                let lanes = positions.baseAddress! + (tree - firstTree) * count
+                                for row in 0..<count {
+                                    output[row &* groups &+ group] += nodes[Int(lanes[row])].threshold
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             }
         }
         guard !margin else { return output }
