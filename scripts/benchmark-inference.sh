@@ -10,8 +10,10 @@
 #   - both servers pinned to core 0 (MLServer with parallel_workers 0, so
 #     inference runs in its one process), rpcload to core 1; servers
 #     alternate point by point; medians of RUNS runs of DURATION seconds;
-#   - service overhead: our ModelStatistics' time per request minus the
-#     model's compute time per request, at 1x1.
+#   - service overhead at 1x1: our ModelStatistics' time per request (from
+#     the moment its headers are read off the connection to the response
+#     built, as Triton counts) minus the model's compute time, next to what
+#     the client sees (its p50 minus the model's time).
 # Both sides run without response cache and dynamic batching, which
 # MLServer also leaves off by default.
 #
@@ -95,8 +97,8 @@ read -r count0 success0 compute0 <<<"$(snapshot)"
 read -r _ client_p50 _ _ <<<"$(run_point $ours "$work/rows1.mix" 1 1)"
 read -r count1 success1 compute1 <<<"$(snapshot)"
 overhead=$(awk -v n=$((count1 - count0)) -v s=$((success1 - success0)) -v c=$((compute1 - compute0)) -v p50="${client_p50%us}" 'BEGIN {
-  printf "our service at 1x1, 1 row: the client sees p50 %d us; the handler takes %.1f us a request, %.1f us of it in the model\n", p50, s / n / 1000, c / n / 1000
-  printf "overhead (client p50 - model time): %.1f us; inside the handler: %.1f us\n", p50 - c / n / 1000, (s - c) / n / 1000 }')
+  printf "our service at 1x1, 1 row: the client sees p50 %d us; the service takes %.1f us a request (headers read to response built), %.1f us of it in the model\n", p50, s / n / 1000, c / n / 1000
+  printf "overhead (client p50 - model time): %.1f us; inside the service: %.1f us\n", p50 - c / n / 1000, (s - c) / n / 1000 }')
 
 declare -A samples
 points=("rows1 1 1" "rows1 4 16" "rows100 1 1" "rows100 4 16")

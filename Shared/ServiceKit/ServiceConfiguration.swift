@@ -41,15 +41,19 @@ public struct ServiceConfiguration: Sendable {
         self.rpc = rpc ?? Self.rpcDefaults(for: name)
     }
 
-    /// The RPC server defaults of a service. The catalog runs its handlers
-    /// on the event loops: its calls are short and frequent, and on one
-    /// pinned core at 25k GetProduct/s (evenly paced) that kept p50 near
-    /// 0.5 ms where the shared pool queued up to tens of milliseconds. The
-    /// others keep the shared pool until measured: the feature store's p99
-    /// at 5k lookups/s was lower there (2026-11-28).
+    /// The RPC server defaults of a service. The catalog and the feature
+    /// store run their handlers on the event loops: their calls are short
+    /// and frequent, and on one pinned core that measured better
+    /// (2026-11-28, evenly paced load): the catalog at 25k GetProduct/s kept
+    /// p50 near 0.5 ms where the shared pool queued up to tens of
+    /// milliseconds; the feature store at 5k lookups/s had p99 1.0–1.6 ms
+    /// against 1.7–2.4 ms, and 9–13k lookups/s at 4x16 against 7–11k. The
+    /// others keep the shared pool: their handlers can run long (model
+    /// inference, fan-out to other services), and a handler on the loop
+    /// delays every other call on it.
     public static func rpcDefaults(for service: String) -> RPCServer.Configuration {
         var rpc = RPCServer.Configuration.defaults
-        if service == "catalog" { rpc.handlerExecutor = .eventLoop }
+        if service == "catalog" || service == "feature-store" { rpc.handlerExecutor = .eventLoop }
         return rpc
     }
 

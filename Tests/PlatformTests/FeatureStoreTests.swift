@@ -141,6 +141,56 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         await store.stop()
     }
 
+    /// Lookups reuse what a selection resolved to, but never across a
+    /// registry change: a widened service, a deleted view or other names
+    /// show up in the very next lookup of the same selection.
+    @Test func aRepeatedLookupFollowsRegistryChanges() async throws {
+        let store = try await FeatureStoreFixture()
+        _ = try await store.apply(FeatureStoreFixture.userStats())
+        _ = try await store.write("user_stats", [FeatureStoreFixture.row(user: "u1", time: Date(), ["purchases": int64(3), "spend": double(9.5)])])
+        func serviceLookup() async throws -> [String] {
+            try await store.client.getOnlineFeatures(.with {
+                $0.featureService = "ranker"
+                $0.entities = ["user_id": .with { $0.val = [.with { $0.stringVal = "u1" }] }]
+            }, options: FeatureStoreFixture.options).metadata.featureNames.val
+        }
+        func applyRanker(_ features: [String]) async throws {
+            _ = try await store.client.applyFeatureService(.with {
+                $0.featureService = .with { $0.name = "ranker"; $0.projections = [.with { $0.featureViewName = "user_stats"; $0.featureNames = features }] }
+            }, options: FeatureStoreFixture.options)
+        }
+        try await applyRanker(["spend"])
+        #expect(try await serviceLookup() == ["user_id", "spend"])
+        #expect(try await serviceLookup() == ["user_id", "spend"])
+        try await applyRanker(["purchases", "spend"])
+        #expect(try await serviceLookup() == ["user_id", "purchases", "spend"])
+
+        let references = ["user_stats:spend", "user_stats:purchases"]
+        #expect(try await store.lookup(references, users: ["u1"]).metadata.featureNames.val == ["user_id", "spend", "purchases"])
+        #expect(try await store.lookup(references, users: ["u1"], fullNames: true).metadata.featureNames.val
+                == ["user_id", "user_stats__spend", "user_stats__purchases"])
+        let again = try await store.lookup(references, users: ["u1"])
+        #expect(again.metadata.featureNames.val == ["user_id", "spend", "purchases"])
+        #expect(again.results[1].values[0].doubleVal == 9.5 && again.results[2].values[0].int64Val == 3)
+        // The same selection with a bad entity column is still checked.
+        await expectStatus(.invalidArgument, mentioning: "customer_id") {
+            _ = try await store.client.getOnlineFeatures(.with {
+                $0.features = .with { $0.val = references }
+                $0.entities = ["user_id": .with { $0.val = [.with { $0.stringVal = "u1" }] },
+                               "customer_id": .with { $0.val = [.with { $0.stringVal = "c1" }] }]
+            }, options: FeatureStoreFixture.options)
+        }
+
+        // A view no service uses, looked up, deleted, looked up again.
+        var flags = FeatureStoreFixture.userStats()
+        flags.name = "user_flags"
+        _ = try await store.apply(flags)
+        #expect(try await store.lookup(["user_flags:segment"], users: ["u1"]).results[1].statuses == [.notFound])
+        _ = try await store.client.deleteFeatureView(.with { $0.name = "user_flags" }, options: FeatureStoreFixture.options)
+        await expectStatus(.notFound, mentioning: "user_flags") { _ = try await store.lookup(["user_flags:segment"], users: ["u1"]) }
+        await store.stop()
+    }
+
     @Test(arguments: Backend.allCases)
     func theLatestEventTimeWinsWhateverTheOrder(backend: Backend) async throws {
         let store = try await FeatureStoreFixture(backend)

@@ -272,9 +272,10 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
     public func getOnlineFeatures(request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse {
         let tenant = try TenantID.from(context)
         let registry = try await cache.registry(tenant: tenant)
-        let columns = try resolveFeatures(request, registry: registry)
-        let views = Self.distinctViews(columns, viewCount: registry.viewCount)
-        let rowCount = try checkEntities(request, views: views)
+        let plan = try lookupPlan(request, registry: registry)
+        let columns = plan.columns
+        let views = plan.views
+        let rowCount = try checkEntities(request, plan: plan)
         let now = Date()
 
         // One lookup per view, by that view's own join keys; each view's rows
@@ -300,8 +301,8 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         }
         // Values served per view and status (indexed by the status's number).
         var statusCounts = [[Int]](repeating: [Int](repeating: 0, count: FeatureStoreMetrics.statusCount), count: views.count)
+        names += plan.names
         for column in columns {
-            names.append(request.fullFeatureNames ? "\(column.view.name)__\(column.feature)" : column.feature)
             let slot = slots[column.view.index]
             let ttl = column.view.ttl
             encoder.beginVector()
@@ -332,6 +333,26 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         context.appendEncodedResponseFields(encoder.bytes)
         FeatureStoreMetrics.recordLookup(tenant: tenant, views: views, counts: statusCounts)
         return response
+    }
+
+    /// The request's features resolved under `registry`: from the
+    /// registry's plans when this selection was seen before.
+    private func lookupPlan(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, registry: OnlineCache.Registry) throws -> LookupPlan {
+        let selection: LookupPlans.Selection
+        switch request.kind {
+        case .featureService(let name): selection = .service(name)
+        case .features(let list): selection = .references(list.val)
+        case nil: throw RPCError.invalidArgument(violations: [FieldViolation("kind", "set either feature_service or features")])
+        }
+        let key = LookupPlans.Key(selection: selection, fullFeatureNames: request.fullFeatureNames)
+        return try registry.plans.plan(for: key) {
+            let columns = try resolveFeatures(request, registry: registry)
+            let views = Self.distinctViews(columns, viewCount: registry.viewCount)
+            return LookupPlan(
+                columns: columns, views: views,
+                names: columns.map { request.fullFeatureNames ? "\($0.view.name)__\($0.feature)" : $0.feature },
+                joinKeys: Set(views.flatMap(\.entities)).sorted())
+        }
     }
 
     private func resolveFeatures(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, registry: OnlineCache.Registry) throws -> [FeatureColumn] {
@@ -392,8 +413,19 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
 
     /// The entity rows must name exactly the join keys the views use, in
     /// columns of one length; returns that length.
-    private func checkEntities(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, views: [ResolvedView]) throws -> Int {
-        let needed = Set(views.flatMap(\.entities))
+    private func checkEntities(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, plan: LookupPlan) throws -> Int {
+        // The common case, checked without building sets: the right keys,
+        // one length within bounds, valid values, matching request context.
+        if let key = plan.joinKeys.first, request.entities.count == plan.joinKeys.count, let first = request.entities[key] {
+            let rows = first.val.count
+            if (1...configuration.maxLookupRows).contains(rows),
+               plan.joinKeys.allSatisfy({ request.entities[$0]?.val.count == rows }),
+               request.entities.values.allSatisfy({ $0.val.allSatisfy(FeatureValidation.isJoinKeyValue) }),
+               request.requestContext.values.allSatisfy({ $0.val.count == rows }) {
+                return rows
+            }
+        }
+        let needed = Set(plan.joinKeys)
         var violations: [FieldViolation] = []
         for key in needed.sorted() where request.entities[key] == nil {
             violations.append(FieldViolation("entities", "missing join key \(key)"))

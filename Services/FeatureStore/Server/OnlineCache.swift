@@ -22,6 +22,8 @@ final class OnlineCache: Sendable {
         var viewCount = 0
         var columnCount = 0
         var featureNameCount = 0
+        /// Feature selections already resolved under this registry.
+        let plans = LookupPlans()
 
         init(views: [String: FeatureView], services: [String: FeatureService]) {
             self.views = views

@@ -85,7 +85,7 @@ public struct InferenceHandler: Inference_GRPCInferenceServiceHandler {
     // MARK: Inference
 
     public func modelInfer(request: Inference_ModelInferRequest, context: ServerContext) async throws -> Inference_ModelInferResponse {
-        try await infer(request, deadline: context.deadline?.uptimeNanoseconds)
+        try await infer(request, receivedAt: context.receivedAt.uptimeNanoseconds, deadline: context.deadline?.uptimeNanoseconds)
     }
 
     public func modelStreamInfer(
@@ -97,7 +97,7 @@ public struct InferenceHandler: Inference_GRPCInferenceServiceHandler {
         // message in its place and the stream goes on, as in Triton.
         for try await request in requests {
             do {
-                let response = try await infer(request, deadline: context.deadline?.uptimeNanoseconds)
+                let response = try await infer(request, receivedAt: DispatchTime.now().uptimeNanoseconds, deadline: context.deadline?.uptimeNanoseconds)
                 try await responses.write(.with { $0.inferResponse = response })
             } catch let error as RPCError {
                 try await responses.write(.with {
@@ -108,8 +108,11 @@ public struct InferenceHandler: Inference_GRPCInferenceServiceHandler {
         }
     }
 
-    func infer(_ request: Inference_ModelInferRequest, deadline: UInt64?) async throws -> Inference_ModelInferResponse {
-        let start = DispatchTime.now().uptimeNanoseconds
+    /// Statistics time a request from `receivedAt` (uptime nanoseconds): for
+    /// a unary call, when its headers were read off the connection, so the
+    /// time in the runtime (HTTP/2, decoding, scheduling the handler) counts
+    /// as the service's, as Triton counts a request's time from its arrival.
+    func infer(_ request: Inference_ModelInferRequest, receivedAt start: UInt64, deadline: UInt64?) async throws -> Inference_ModelInferResponse {
         let model = try servingModel(request.modelName)
         let served: ServedVersion
         if request.modelVersion.isEmpty {

@@ -13,6 +13,10 @@ public final class ServerContext: Sendable {
     public let deadline: NIODeadline?
     /// The remote address, for logs.
     public let peer: String
+    /// When the call's request headers were read off the connection: where
+    /// the server's time on the call starts, before the request is decoded
+    /// and before the handler task is scheduled.
+    public let receivedAt: NIODeadline
 
     private struct ResponseMetadata {
         var headers = Metadata()
@@ -26,6 +30,7 @@ public final class ServerContext: Sendable {
         self.requestMetadata = requestMetadata
         self.deadline = deadline
         self.peer = peer
+        self.receivedAt = .now()
     }
 
     /// Metadata sent with the response headers. Only effective before the
