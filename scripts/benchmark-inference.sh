@@ -69,7 +69,8 @@ for rows in (1, 100):
                   f'inputs {{ name: "features" datatype: "FP32" shape: [{rows}, 5] }} raw_input_contents: "{escape(raw)}"\n')
 PY
 
-taskset -c 0 "$bin/inference" --host 127.0.0.1 --port $ours --admin-port 0 --model-repository "$work/ours" --log-level warning > "$work/ours.log" 2>&1 &
+ours_admin=7992
+taskset -c 0 "$bin/inference" --host 127.0.0.1 --port $ours --admin-port $ours_admin --model-repository "$work/ours" --log-level warning > "$work/ours.log" 2>&1 &
 (cd "$work/mlserver" && exec taskset -c 0 "$mlserver_venv/bin/mlserver" start . > "$work/mlserver.log" 2>&1) &
 wait_for_port $ours
 wait_for_port $theirs_grpc
@@ -93,12 +94,41 @@ stats = triton.InferenceServerClient(f"127.0.0.1:{sys.argv[1]}").get_inference_s
 print(stats.success.count, stats.success.ns, stats.compute_infer.ns)
 PY
 }
+# The medians come from the admin port's histograms of the same times.
+histograms() {
+  curl -s "http://127.0.0.1:$ours_admin/metrics" | grep -E '^inference_(request|compute)_duration_seconds_bucket\{.*model="ranker"' || true
+}
+histograms > "$work/histograms.before"
 read -r count0 success0 compute0 <<<"$(snapshot)"
 read -r _ client_p50 _ _ <<<"$(run_point $ours "$work/rows1.mix" 1 1)"
 read -r count1 success1 compute1 <<<"$(snapshot)"
-overhead=$(awk -v n=$((count1 - count0)) -v s=$((success1 - success0)) -v c=$((compute1 - compute0)) -v p50="${client_p50%us}" 'BEGIN {
+histograms > "$work/histograms.after"
+medians=$(python3 - "$work/histograms.before" "$work/histograms.after" <<'PY'
+import re, sys
+def read(path):
+    counts = {}
+    for line in open(path):
+        match = re.match(r'inference_(request|compute)_duration_seconds_bucket\{.*le="([^"]+)".*\} (\S+)', line)
+        if match:
+            counts[(match[1], float(match[2]))] = float(match[3])
+    return counts
+before, after = read(sys.argv[1]), read(sys.argv[2])
+def median(kind):
+    bounds = sorted(le for (k, le) in after if k == kind)
+    cumulative = [(le, after[(kind, le)] - before.get((kind, le), 0)) for le in bounds]
+    total = cumulative[-1][1] if cumulative else 0
+    lower = 0.0
+    for le, count in cumulative:
+        if total and count >= total / 2:
+            return "%g-%g us" % (lower * 1e6, le * 1e6)
+        lower = le
+    return "-"
+print("service time p50 in %s, model time p50 in %s (histogram buckets)" % (median("request"), median("compute")))
+PY
+)
+overhead=$(awk -v n=$((count1 - count0)) -v s=$((success1 - success0)) -v c=$((compute1 - compute0)) -v p50="${client_p50%us}" -v medians="$medians" 'BEGIN {
   printf "our service at 1x1, 1 row: the client sees p50 %d us; the service takes %.1f us a request (headers read to response built), %.1f us of it in the model\n", p50, s / n / 1000, c / n / 1000
-  printf "overhead (client p50 - model time): %.1f us; inside the service: %.1f us\n", p50 - c / n / 1000, (s - c) / n / 1000 }')
+  printf "overhead (client p50 - model time): %.1f us; inside the service: %.1f us (mean); %s\n", p50 - c / n / 1000, (s - c) / n / 1000, medians }')
 
 declare -A samples
 points=("rows1 1 1" "rows1 4 16" "rows100 1 1" "rows100 4 16")

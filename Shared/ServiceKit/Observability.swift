@@ -15,7 +15,19 @@ public enum Observability {
             return handler
         }
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = durationBuckets
+        MetricsSystem.bootstrap(factory)
         return { registry.emitToBuffer() }
     }
+
+    /// Upper bounds of every duration histogram (timers): from 25 µs, as
+    /// most calls of these services take well under a millisecond and the
+    /// library's default buckets (from 5 ms) would put them all in one.
+    public static let durationBuckets: [Duration] = [
+        .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
+        .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
 }
