@@ -48,3 +48,66 @@ public enum ProtobufWire {
         buffer.append(contentsOf: payload)
     }
 }
+
+extension ProtobufWire {
+    /// Writes wire bytes into memory sized beforehand, for encoders that
+    /// know a message's exact size: one bounds check per write and no
+    /// growth, where appending to an array checks capacity and uniqueness
+    /// per byte. Writing past the end stops the process.
+    public struct Writer {
+        @usableFromInline var cursor: UnsafeMutablePointer<UInt8>
+        @usableFromInline let start: UnsafeMutablePointer<UInt8>
+        @usableFromInline let end: UnsafeMutablePointer<UInt8>
+
+        public init(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+            start = buffer.baseAddress!
+            cursor = start
+            end = start + buffer.count
+        }
+
+        /// Bytes written so far.
+        @inlinable public var count: Int { cursor - start }
+
+        @inlinable
+        public mutating func byte(_ value: UInt8) {
+            precondition(cursor < end, "ProtobufWire.Writer: past the end")
+            cursor.pointee = value
+            cursor += 1
+        }
+
+        @inlinable
+        public mutating func varint(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                byte(UInt8(truncatingIfNeeded: value) | 0x80)
+                value >>= 7
+            }
+            byte(UInt8(value))
+        }
+
+        @inlinable
+        public mutating func bytes(_ bytes: [UInt8]) {
+            bytes.withUnsafeBufferPointer { raw(UnsafeRawBufferPointer($0)) }
+        }
+
+        /// A string's UTF-8 bytes, without tag or length.
+        @inlinable
+        public mutating func utf8(_ text: String) {
+            var text = text
+            text.withUTF8 { raw(UnsafeRawBufferPointer($0)) }
+        }
+
+        @inlinable
+        public mutating func fixed64(_ value: UInt64) {
+            withUnsafeBytes(of: value.littleEndian) { raw($0) }
+        }
+
+        @inlinable
+        mutating func raw(_ bytes: UnsafeRawBufferPointer) {
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+            precondition(bytes.count <= end - cursor, "ProtobufWire.Writer: past the end")
+            UnsafeMutableRawPointer(cursor).copyMemory(from: base, byteCount: bytes.count)
+            cursor += bytes.count
+        }
+    }
+}

@@ -104,13 +104,15 @@ int call_on_header(nghttp2_session *session, const nghttp2_frame *frame, const u
 
 static bool decode_message(void *context, const uint8_t *data, size_t len) {
     struct call *call = context;
-    const ProtobufCMessageDescriptor *output = call->entry->method.method->output;
-    ProtobufCMessage *message = protobuf_c_message_unpack(output, NULL, len, data);
-    if (!message) {
-        call->decode_failed = true;
-        return false; /* the call has failed; the rest of its body is ignored */
+    if (!call->connection->driver->options->no_decode) {
+        const ProtobufCMessageDescriptor *output = call->entry->method.method->output;
+        ProtobufCMessage *message = protobuf_c_message_unpack(output, NULL, len, data);
+        if (!message) {
+            call->decode_failed = true;
+            return false; /* the call has failed; the rest of its body is ignored */
+        }
+        protobuf_c_message_free_unpacked(message, NULL);
     }
-    protobuf_c_message_free_unpacked(message, NULL);
     call->messages++;
     /* Messages are a rate: counted when they arrive inside the measured
      * window, whichever call they belong to (a long stream may have begun

@@ -38,6 +38,9 @@ static void usage(FILE *out) {
         "      --json FILE          also write the results as JSON to FILE\n"
         "      --format text|json   what goes to stdout (default text)\n"
         "  -q, --quiet              no progress messages on stderr\n"
+        "      --no-decode          check each response's framing and status but do not\n"
+        "                           decode its messages (when decoding, not the server,\n"
+        "                           would limit the rate)\n"
         "      --list-methods       print the methods rpcload can call and exit\n"
         "\n"
         "Exit status: 0 when every call succeeded, 1 when any failed, 2 for a usage or\n"
@@ -97,7 +100,7 @@ static void append(const char ***list, size_t *count, const char *value) {
 
 enum {
     OPT_DRAIN = 256, OPT_DEADLINE, OPT_METHOD, OPT_TEXT, OPT_DATA, OPT_PROTO_PATH, OPT_PROTOC,
-    OPT_SEED, OPT_JSON, OPT_FORMAT, OPT_LIST, OPT_HELP,
+    OPT_SEED, OPT_JSON, OPT_FORMAT, OPT_LIST, OPT_HELP, OPT_NO_DECODE,
 };
 
 void options_parse(struct options *options, int argc, char **argv) {
@@ -119,6 +122,7 @@ void options_parse(struct options *options, int argc, char **argv) {
         {"quiet", no_argument, NULL, 'q'},
         {"drain", required_argument, NULL, OPT_DRAIN},
         {"deadline", required_argument, NULL, OPT_DEADLINE},
+        {"no-decode", no_argument, NULL, OPT_NO_DECODE},
         {"method", required_argument, NULL, OPT_METHOD},
         {"text", required_argument, NULL, OPT_TEXT},
         {"data", required_argument, NULL, OPT_DATA},
@@ -144,6 +148,7 @@ void options_parse(struct options *options, int argc, char **argv) {
         case 'w': options->warmup = parse_seconds(optarg, "--warmup", true); break;
         case 'H': append(&options->headers, &options->header_count, optarg); break;
         case 'q': options->quiet = true; break;
+        case OPT_NO_DECODE: options->no_decode = true; break;
         case OPT_DRAIN: options->drain = parse_seconds(optarg, "--drain", true); break;
         case OPT_DEADLINE: options->deadline = parse_seconds(optarg, "--deadline", false); break;
         case OPT_METHOD: options->method = optarg; break;

@@ -30,6 +30,7 @@ struct options {
     bool json_stdout;       /* --format json */
     bool list_methods;
     bool quiet;             /* no progress lines on stderr */
+    bool no_decode;         /* --no-decode: frame and count messages, skip protobuf-c */
 };
 
 /* Parses argv; exits with status 2 and a message on a usage error, 0 for

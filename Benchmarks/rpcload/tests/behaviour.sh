@@ -58,6 +58,9 @@ run "grpc-status 12" 1 "$(only grpc-status UNIMPLEMENTED)" --method $unary -H 'x
 run "HTTP 503" 1 "$(only http-status 'http 503')" --method $unary -H 'x-fake: http:503' -d 0.3
 run "RST_STREAM" 1 "$(only rst-stream INTERNAL_ERROR)" --method $unary -H 'x-fake: rst' -d 0.3
 run "undecodable message" 1 "$(only decode-error decode-error)" --method $unary -H 'x-fake: garbage' -d 0.3
+run "undecodable message, --no-decode" 0 "total['ok'] > 50 and total['errors'] == 0 and abs(total['messages'] - total['ok']) <= 2" \
+  --method $unary -H 'x-fake: garbage' -d 0.3 --no-decode
+run "truncated message, --no-decode" 1 "$(only protocol 'truncated message')" --method $unary -H 'x-fake: truncated' -d 0.3 --no-decode
 run "no grpc-status" 1 "$(only protocol 'missing grpc-status')" --method $unary -H 'x-fake: no-status' -d 0.3
 run "two messages for a unary call" 1 "$(only protocol 'message count')" --method $unary -H 'x-fake: two' -d 0.3
 run "compressed message" 1 "$(only protocol framing)" --method $unary -H 'x-fake: compressed' -d 0.3

@@ -68,19 +68,33 @@ public struct AssignmentsEncoder {
         if decision.reason.rawValue != 0 { size += 1 + ProtobufWire.varintSize(UInt64(decision.reason.rawValue)) }
         if decision.sticky { size += 2 }
 
-        bytes.append(0x0A)  // GetAssignmentsResponse.assignments = 1
-        ProtobufWire.varint(UInt64(size), to: &bytes)
-        bytes.append(contentsOf: wire.key)
-        if let variation { bytes.append(contentsOf: wire.variations[variation]) }
-        if decision.inExperiment { bytes.append(contentsOf: [4 << 3, 1]) }
-        bytes.append(contentsOf: attributeField)
-        if unitValue > 0, let unit = decision.unit { ProtobufWire.stringField(6, unit.value, to: &bytes) }
-        if let bucket = decision.bucket {
-            bytes.append(7 << 3 | 1)
-            withUnsafeBytes(of: bucket.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        // Written on the stack at its exact size, then copied once.
+        let total = 1 + ProtobufWire.varintSize(UInt64(size)) + size
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { buffer in
+            var writer = ProtobufWire.Writer(buffer)
+            writer.byte(0x0A)  // GetAssignmentsResponse.assignments = 1
+            writer.varint(UInt64(size))
+            writer.bytes(wire.key)
+            if let variation { writer.bytes(wire.variations[variation]) }
+            if decision.inExperiment { writer.byte(4 << 3); writer.byte(1) }
+            writer.bytes(attributeField)
+            if unitValue > 0, let unit = decision.unit {
+                writer.byte(6 << 3 | 2)
+                writer.varint(UInt64(unitValue))
+                writer.utf8(unit.value)
+            }
+            if let bucket = decision.bucket {
+                writer.byte(7 << 3 | 1)
+                writer.fixed64(bucket.bitPattern)
+            }
+            if decision.reason.rawValue != 0 {
+                writer.byte(8 << 3)
+                writer.varint(UInt64(decision.reason.rawValue))
+            }
+            if let variation { writer.bytes(wire.values[variation]) }
+            if decision.sticky { writer.byte(10 << 3); writer.byte(1) }
+            precondition(writer.count == total, "AssignmentsEncoder: size computed \(total), wrote \(writer.count)")
+            bytes.append(contentsOf: buffer)
         }
-        if decision.reason.rawValue != 0 { ProtobufWire.varintField(8, UInt64(decision.reason.rawValue), to: &bytes) }
-        if let variation { bytes.append(contentsOf: wire.values[variation]) }
-        if decision.sticky { bytes.append(contentsOf: [10 << 3, 1]) }
     }
 }
