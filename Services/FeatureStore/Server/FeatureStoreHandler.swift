@@ -346,7 +346,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         }
         let key = LookupPlans.Key(selection: selection, fullFeatureNames: request.fullFeatureNames)
         return try registry.plans.plan(for: key) {
-            let columns = try resolveFeatures(request, registry: registry)
+            let columns = try resolveFeatures(selection, fullFeatureNames: request.fullFeatureNames, registry: registry)
             let views = Self.distinctViews(columns, viewCount: registry.viewCount)
             return LookupPlan(
                 columns: columns, views: views,
@@ -355,10 +355,10 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         }
     }
 
-    private func resolveFeatures(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, registry: OnlineCache.Registry) throws -> [FeatureColumn] {
+    private func resolveFeatures(_ selection: LookupPlans.Selection, fullFeatureNames: Bool, registry: OnlineCache.Registry) throws -> [FeatureColumn] {
         var columns: [FeatureColumn] = []
-        switch request.kind {
-        case .featureService(let name):
+        switch selection {
+        case .service(let name):
             guard let service = registry.services[name] else { throw serviceNotFound(name) }
             for projection in service.projections {
                 guard let view = registry.views[projection.featureViewName] else { throw viewNotFound(projection.featureViewName) }
@@ -368,13 +368,13 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
                     columns.append(column)
                 }
             }
-        case .features(let list):
-            guard (1...configuration.maxFeatureRefs).contains(list.val.count) else {
-                throw RPCError.invalidArgument(violations: [FieldViolation("features", "needs 1 to \(configuration.maxFeatureRefs) references, got \(list.val.count)")])
+        case .references(let references):
+            guard (1...configuration.maxFeatureRefs).contains(references.count) else {
+                throw RPCError.invalidArgument(violations: [FieldViolation("features", "needs 1 to \(configuration.maxFeatureRefs) references, got \(references.count)")])
             }
             var seen = [Bool](repeating: false, count: registry.columnCount)
-            columns.reserveCapacity(list.val.count)
-            for (index, reference) in list.val.enumerated() {
+            columns.reserveCapacity(references.count)
+            for (index, reference) in references.enumerated() {
                 // The common case: a known reference, one dictionary lookup.
                 if let column = registry.references[reference] {
                     guard !seen[column.id] else {
@@ -395,10 +395,8 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
                 }
                 throw RPCError(.internal, "reference \(reference) missing from the resolved registry")
             }
-        case nil:
-            throw RPCError.invalidArgument(violations: [FieldViolation("kind", "set either feature_service or features")])
         }
-        if !request.fullFeatureNames {
+        if !fullFeatureNames {
             var owners = [ResolvedView?](repeating: nil, count: registry.featureNameCount)
             for column in columns {
                 if let other = owners[column.nameID], other !== column.view {
