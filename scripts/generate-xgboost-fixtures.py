@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """XGBoost model fixtures for the inference service, with reference predictions.
 
-Trains two small models on seeded synthetic data with PyPI xgboost 1.7.x and
+Trains three small models on seeded synthetic data with PyPI xgboost 1.7.x and
 writes them to Tests/PlatformTests/Fixtures/xgboost/:
 
   classifier.json, classifier.ubj   binary:logistic, 20 trees, depth 4, 8 features
   regressor.json, regressor.ubj     reg:squarederror, 15 trees, depth 3, 6 features
+  multiclass.json, multiclass.ubj   multi:softprob, 3 classes x 12 rounds, depth 3, 5 features
   <name>.expected.json              inputs and what Booster.predict answers for them
   broken.json                       a truncated copy of classifier.json (load must fail)
 
@@ -16,7 +17,8 @@ writes them to Tests/PlatformTests/Fixtures/xgboost/:
    "margin": [...],                  Booster.predict(..., output_margin=True), one per row
    "probability": [...]}             Booster.predict(...), classifier only
 The regressor has "prediction" instead of "probability" (for squared error the
-two outputs are the same numbers). Inputs are multiples of 1/256, so they are
+two outputs are the same numbers). The multiclass model has 3 values per row
+in "margin" and "probability", row after row. Inputs are multiples of 1/256, so they are
 exact as FP32 and in decimal; predictions are FP32 values written as doubles.
 Predictions use DMatrix(inputs, missing=NaN), as the server's dense path does.
 
@@ -61,6 +63,13 @@ def regressor_data(rng, rows):
     return with_missing(rng, x, 0.05), y
 
 
+def multiclass_data(rng, rows):
+    x = quantized(rng.normal(0.0, 1.5, size=(rows, 5)))
+    scores = np.stack([x[:, 0] + 0.5 * x[:, 1], x[:, 2] - x[:, 0], np.abs(x[:, 3]) - 1.0 + 0.3 * x[:, 4]], axis=1)
+    y = np.argmax(scores + rng.normal(0.0, 0.4, size=scores.shape), axis=1).astype(np.float32)
+    return with_missing(rng, x, 0.08), y
+
+
 def check_rows(rng, features):
     """Rows the fixture checks: random rows, some cells missing, one row all
     missing, one all zeros, and a few large magnitudes."""
@@ -102,8 +111,8 @@ def write_expected(name, booster, objective, inputs, probability_key):
         "xgboost": xgb.__version__,
         "features": int(inputs.shape[1]),
         "inputs": [as_json_row(row) for row in inputs],
-        "margin": [float(v) for v in margin],
-        probability_key: [float(v) for v in transformed],
+        "margin": [float(v) for v in margin.reshape(-1)],
+        probability_key: [float(v) for v in transformed.reshape(-1)],
     }
     (OUT / f"{name}.expected.json").write_text(json.dumps(expected, separators=(",", ":")) + "\n")
     return margin, transformed
@@ -122,6 +131,11 @@ def main():
     regressor = train("regressor", {"objective": "reg:squarederror", "max_depth": 3, "eta": 0.3}, 15, x, y)
     margin, prediction = write_expected("regressor", regressor, "reg:squarederror", check_rows(rng, 6), "prediction")
     assert np.array_equal(margin, prediction)
+
+    x, y = multiclass_data(rng, 600)
+    multiclass = train("multiclass", {"objective": "multi:softprob", "num_class": 3, "max_depth": 3, "eta": 0.3}, 12, x, y)
+    margin, probability = write_expected("multiclass", multiclass, "multi:softprob", check_rows(rng, 5), "probability")
+    assert margin.shape == (ROWS_TO_CHECK, 3) and np.allclose(probability.sum(axis=1), 1.0, rtol=1e-6)
 
     # Cut mid-document: a JSON parser must reject it.
     text = (OUT / "classifier.json").read_text()

@@ -149,6 +149,53 @@ final class InferenceFixture: Sendable {
         await fixture.stop()
     }
 
+    /// Several outputs per row: trees add to their class, softmax across them.
+    @Test func xgboostMultiClassMatchesTheReferenceRuntime() async throws {
+        let fixture = try InferenceFixture()
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: InferenceFixture.fixtures.appendingPathComponent("multiclass.expected.json"))) as! [String: Any]
+        let rows = (json["inputs"] as! [[Any]]).map { row in row.map { ($0 as? NSNumber)?.floatValue ?? .nan } }
+        let reference = ["probability": (json["probability"] as! [NSNumber]).map(\.doubleValue),
+                         "margin": (json["margin"] as! [NSNumber]).map(\.doubleValue)]
+        for predictor in ["native", "library"] {
+            for output in ["probability", "margin"] {
+                try fixture.addModel("\(predictor)_\(output)", config: """
+                    name: "\(predictor)_\(output)"
+                    backend: "xgboost"
+                    max_batch_size: 1000
+                    default_model_filename: "model.ubj"
+                    input [ { name: "features" data_type: TYPE_FP32 dims: [ 5 ] } ]
+                    output [ { name: "score" data_type: TYPE_FP32 dims: [ 3 ] } ]
+                    parameters { key: "output" value { string_value: "\(output)" } }
+                    parameters { key: "predictor" value { string_value: "\(predictor)" } }
+                    """, versions: [1: "multiclass.ubj"])
+            }
+        }
+        try await fixture.start()
+        func scores(_ model: String, _ slice: ArraySlice<[Float]>) async throws -> [Float] {
+            let response = try await fixture.client.modelInfer(.with {
+                $0.modelName = model
+                $0.inputs = [.with { $0.name = "features"; $0.datatype = "FP32"; $0.shape = [Int64(slice.count), 5] }]
+                $0.rawInputContents = [slice.flatMap { $0 }.withUnsafeBytes { Data($0) }]
+            })
+            #expect(response.outputs[0].shape == [Int64(slice.count), 3])
+            return InferenceFixture.scores(response)
+        }
+        for predictor in ["native", "library"] {
+            for output in ["probability", "margin"] {
+                let model = "\(predictor)_\(output)"
+                let all = try await scores(model, rows[...])
+                #expect(all.count == reference[output]!.count)
+                for (ours, theirs) in zip(all, reference[output]!) {
+                    #expect(InferenceFixture.close(Double(ours), theirs), "\(model): \(ours) vs \(theirs)")
+                }
+                #expect(try await scores(model, rows[7...7]) == Array(all[21..<24]))
+                #expect(try await scores(model, rows[4..<6]) == Array(all[12..<18]))
+                #expect(try await scores(model, (rows + rows)[...]) == all + all)
+            }
+        }
+        await fixture.stop()
+    }
+
     @Test func typedContentsGiveTheSameAnswerAsRawBytes() async throws {
         let fixture = try InferenceFixture()
         try fixture.addModel("classifier", config: InferenceFixture.config("classifier"), versions: [1: "classifier.json"])
