@@ -172,6 +172,14 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         let again = try await store.lookup(references, users: ["u1"])
         #expect(again.metadata.featureNames.val == ["user_id", "spend", "purchases"])
         #expect(again.results[1].values[0].doubleVal == 9.5 && again.results[2].values[0].int64Val == 3)
+        // The view's features in another order: cached rows encoded for the
+        // old order are not read by position.
+        var reordered = FeatureStoreFixture.userStats()
+        reordered.features.reverse()
+        #expect(try await store.apply(reordered).changed)
+        let afterReorder = try await store.lookup(references, users: ["u1"])
+        #expect(afterReorder.results[1].values[0].doubleVal == 9.5 && afterReorder.results[2].values[0].int64Val == 3)
+        #expect(afterReorder.results[1].statuses == [.present] && afterReorder.results[2].statuses == [.present])
         // The same selection with a bad entity column is still checked.
         await expectStatus(.invalidArgument, mentioning: "customer_id") {
             _ = try await store.client.getOnlineFeatures(.with {

@@ -279,14 +279,15 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         let now = Date()
 
         // One lookup per view, by that view's own join keys; each view's rows
-        // in request order, with their event times converted once.
+        // in request order, reduced once to what the columns need: values
+        // by position, event time, and whether the row is past the TTL.
         var slots = [Int](repeating: -1, count: registry.viewCount)
-        var lookups: [[(row: StoredRow, eventTime: (seconds: Int64, nanos: Int32))?]] = []
+        var lookups: [[FoundRow?]] = []
         for view in views {
             let keys = (0..<rowCount).map { row in EntityKey.encode(view.entities.map { request.entities[$0]!.val[row] }) }
-            let rows = try await cache.rows(tenant: tenant, view: view.name, entityKeys: keys)
+            let rows = try await cache.rows(tenant: tenant, layout: view, entityKeys: keys)
             slots[view.index] = lookups.count
-            lookups.append(keys.map { key in rows[key].map { ($0, $0.eventSeconds) } })
+            lookups.append(try keys.map { key in try rows[key].map { try FoundRow($0, layout: view, now: now) } })
         }
 
         let joinKeys = request.entities.keys.sorted()
@@ -304,26 +305,25 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         names += plan.names
         for column in columns {
             let slot = slots[column.view.index]
-            let ttl = column.view.ttl
+            let position = column.position
             encoder.beginVector()
-            for entry in lookups[slot] {
+            for found in lookups[slot] {
                 let status: Platform_Featurestore_V1_FieldStatus
-                guard let entry else {
-                    encoder.append(value: [], status: .notFound, eventTime: nil)
-                    statusCounts[slot][Platform_Featurestore_V1_FieldStatus.notFound.rawValue] += 1
-                    continue
-                }
-                let (row, eventTime) = entry
-                var value: [UInt8] = []
-                if ttl > 0, now.timeIntervalSince(row.eventTime) > ttl {
-                    status = .outsideMaxAge
-                } else if let encoded = try row.encodedValue(column.feature) {
-                    status = .present
-                    value = encoded
+                if let found {
+                    if found.expired {
+                        status = .outsideMaxAge
+                        encoder.append(value: [], status: status, eventTime: found.eventTime)
+                    } else if let value = found.values[position] {
+                        status = .present
+                        encoder.append(value: value, status: status, eventTime: found.eventTime)
+                    } else {
+                        status = .nullValue
+                        encoder.append(value: [], status: status, eventTime: found.eventTime)
+                    }
                 } else {
-                    status = .nullValue
+                    status = .notFound
+                    encoder.append(value: [], status: status, eventTime: nil)
                 }
-                encoder.append(value: value, status: status, eventTime: eventTime)
                 statusCounts[slot][status.rawValue] += 1
             }
             encoder.endVector()
@@ -493,6 +493,8 @@ final class ResolvedView: Sendable {
     /// Position among the registry's views, by name.
     let index: Int
     let entities: [String]
+    /// The view's features in order: `FeatureColumn.position` indexes it.
+    let features: [String]
     /// Seconds; 0 means values never expire.
     let ttl: TimeInterval
 
@@ -500,14 +502,37 @@ final class ResolvedView: Sendable {
         name = view.name
         self.index = index
         entities = view.entities
+        features = view.features.map(\.name)
         ttl = view.hasTtl ? view.ttl.timeInterval : 0
     }
 }
 
 /// A requested feature column: its view and feature name.
+/// A stored row as a lookup uses it: its values encoded in the view's
+/// feature order, its event time as Timestamp fields, and whether it is
+/// older than the view's TTL.
+struct FoundRow {
+    let values: [[UInt8]?]
+    let eventTime: (seconds: Int64, nanos: Int32)
+    let expired: Bool
+
+    init(_ row: StoredRow, layout: ResolvedView, now: Date) throws {
+        if let encoded = row.encoded, encoded.layout === layout {
+            values = encoded.values
+        } else {
+            // Encoded under another registry load (a lookup racing a registry change).
+            values = try row.encoded(for: layout).encoded!.values
+        }
+        eventTime = row.eventSeconds
+        expired = layout.ttl > 0 && now.timeIntervalSince(row.eventTime) > layout.ttl
+    }
+}
+
 struct FeatureColumn: Sendable {
     let view: ResolvedView
     let feature: String
+    /// Where the feature is in its view (`ResolvedView.features`).
+    let position: Int
     /// Unique among the registry's columns.
     let id: Int
     /// The same for every column of this feature name, whatever its view.

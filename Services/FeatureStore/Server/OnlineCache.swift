@@ -32,10 +32,11 @@ final class OnlineCache: Sendable {
             var nameIDs: [String: Int] = [:]
             for (index, view) in views.values.sorted(by: { $0.name < $1.name }).enumerated() {
                 let shared = ResolvedView(view, index: index)
-                for feature in view.features {
+                for (position, feature) in view.features.enumerated() {
                     let nameID = nameIDs[feature.name] ?? nameIDs.count
                     nameIDs[feature.name] = nameID
-                    references["\(view.name):\(feature.name)"] = FeatureColumn(view: shared, feature: feature.name, id: references.count, nameID: nameID)
+                    references["\(view.name):\(feature.name)"] = FeatureColumn(
+                        view: shared, feature: feature.name, position: position, id: references.count, nameID: nameID)
                 }
             }
             self.references = references
@@ -95,9 +96,13 @@ final class OnlineCache: Sendable {
         }
     }
 
-    /// The latest row of each key, from memory where known.
-    func rows(tenant: TenantID, view: String, entityKeys: [String]) async throws -> [String: StoredRow] {
-        guard cachesRows else { return try await storage.rows(tenant: tenant, view: view, entityKeys: entityKeys) }
+    /// The latest row of each key of `layout`'s view, from memory where
+    /// known, with its values encoded in `layout`'s feature order.
+    func rows(tenant: TenantID, layout: ResolvedView, entityKeys: [String]) async throws -> [String: StoredRow] {
+        let view = layout.name
+        guard cachesRows else {
+            return try await storage.rows(tenant: tenant, view: view, entityKeys: entityKeys).mapValues { try $0.encoded(for: layout) }
+        }
         var found: [String: StoredRow] = [:]
         var missing: [String] = []
         let generation = state.withLock { state -> Int in
@@ -111,7 +116,7 @@ final class OnlineCache: Sendable {
             return state.generation
         }
         guard !missing.isEmpty else { return found }
-        let loaded = try await storage.rows(tenant: tenant, view: view, entityKeys: missing).mapValues { try $0.withEncodedValues() }
+        let loaded = try await storage.rows(tenant: tenant, view: view, entityKeys: missing).mapValues { try $0.encoded(for: layout) }
         state.withLock { state in
             guard state.generation == generation else { return }
             if state.rows.count + missing.count > maxRows { state.rows.removeAll(keepingCapacity: true) }

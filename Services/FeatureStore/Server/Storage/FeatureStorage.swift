@@ -68,12 +68,14 @@ public enum FeatureStorageError: Error, Sendable {
 public struct StoredRow: Sendable {
     public var entityKey: String
     public var values: [String: FeatureValue] {
-        didSet { encodedValues = nil }
+        didSet { encoded = nil }
     }
     public var eventTime: Date
-    /// The values already encoded, filled when the row enters the hot tier
-    /// so lookups copy bytes instead of encoding messages.
-    var encodedValues: [String: [UInt8]]?
+    /// The values already encoded, in the order of a resolved view's
+    /// features, filled when the row enters the hot tier so lookups copy
+    /// bytes by column position instead of encoding messages or hashing
+    /// names. Valid only for that resolved view (one registry load).
+    var encoded: (layout: ResolvedView, values: [[UInt8]?])?
 
     public init(entityKey: String, values: [String: FeatureValue], eventTime: Date) {
         self.entityKey = entityKey
@@ -81,17 +83,11 @@ public struct StoredRow: Sendable {
         self.eventTime = eventTime
     }
 
-    /// The row with its values encoded.
-    func withEncodedValues() throws -> StoredRow {
+    /// The row with its values encoded in `layout`'s feature order.
+    func encoded(for layout: ResolvedView) throws -> StoredRow {
         var copy = self
-        copy.encodedValues = try values.mapValues { try $0.serializedBytes() }
+        copy.encoded = (layout, try layout.features.map { feature in try values[feature].map { try $0.serializedBytes() } })
         return copy
-    }
-
-    /// One feature's Value, encoded; nil when the row holds no value for it.
-    func encodedValue(_ feature: String) throws -> [UInt8]? {
-        if let encodedValues { return encodedValues[feature] }
-        return try values[feature].map { try $0.serializedBytes() }
     }
 
     /// The event time as a protobuf Timestamp's seconds and nanos.
