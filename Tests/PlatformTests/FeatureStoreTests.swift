@@ -199,6 +199,33 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         await store.stop()
     }
 
+    /// The join key columns echo the request's values exactly, including
+    /// the oneof's defaults (0 and the empty string are values, not absent).
+    @Test func joinKeyColumnsEchoTheRequest() async throws {
+        let store = try await FeatureStoreFixture()
+        _ = try await store.apply(.with {
+            $0.name = "store_stats"
+            $0.entities = ["store_id", "region"]
+            $0.features = [.with { $0.name = "visits"; $0.type = .int64 }]
+        })
+        _ = try await store.write("store_stats", [.with {
+            $0.entityKey = ["store_id": int64(0), "region": string("")]
+            $0.values = ["visits": int64(12)]
+            $0.eventTime = Google_Protobuf_Timestamp(date: Date())
+        }])
+        let response = try await store.client.getOnlineFeatures(.with {
+            $0.features = .with { $0.val = ["store_stats:visits"] }
+            $0.entities = ["store_id": .with { $0.val = [int64(0), int64(7), int64(-3)] },
+                           "region": .with { $0.val = [string(""), string("eu"), string("ü")] }]
+        }, options: FeatureStoreFixture.options)
+        #expect(response.metadata.featureNames.val == ["region", "store_id", "visits"])
+        #expect(response.results[0].values == [string(""), string("eu"), string("ü")])
+        #expect(response.results[1].values == [int64(0), int64(7), int64(-3)])
+        #expect(response.results[2].statuses == [.present, .notFound, .notFound])
+        #expect(response.results[2].values[0].int64Val == 12)
+        await store.stop()
+    }
+
     @Test(arguments: Backend.allCases)
     func theLatestEventTimeWinsWhateverTheOrder(backend: Backend) async throws {
         let store = try await FeatureStoreFixture(backend)

@@ -296,7 +296,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         for key in joinKeys {
             encoder.beginVector()
             for value in request.entities[key]!.val {
-                encoder.append(value: try value.serializedBytes(), status: .present, eventTime: nil)
+                encoder.append(value: try Self.encodedJoinKey(value), status: .present, eventTime: nil)
             }
             encoder.endVector()
         }
@@ -447,6 +447,26 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         }
         try check(violations)
         return rows
+    }
+
+    /// A join key value (checked to be a string or an int64) as Value
+    /// bytes, written directly: SwiftProtobuf's generic encoding of the
+    /// small oneof message cost more than the rest of a one-row lookup's
+    /// join key column. Oneof members are written even when empty or zero.
+    private static func encodedJoinKey(_ value: FeatureValue) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        switch value.val {
+        case .stringVal(let text):
+            bytes.reserveCapacity(text.utf8.count + 6)
+            bytes.append(2 << 3 | 2)  // Value.string_val = 2
+            ProtobufWire.varint(UInt64(text.utf8.count), to: &bytes)
+            bytes.append(contentsOf: text.utf8)
+        case .int64Val(let number):
+            ProtobufWire.varintField(4, UInt64(bitPattern: number), to: &bytes)  // Value.int64_val = 4
+        default:
+            bytes = try value.serializedBytes()
+        }
+        return bytes
     }
 
     /// The views of `columns`, each once, in order of first use.
