@@ -537,12 +537,9 @@ struct FoundRow {
     let expired: Bool
 
     init(_ row: StoredRow, layout: ResolvedView, now: Date) throws {
-        if let encoded = row.encoded, encoded.layout === layout {
-            values = encoded.values
-        } else {
-            // Encoded under another registry load (a lookup racing a registry change).
-            values = try row.encoded(for: layout).encoded!.values
-        }
+        // Re-encoded when the row was cached under another registry load
+        // (a lookup racing a registry change).
+        values = try row.encodedValues(for: layout)
         eventTime = row.eventSeconds
         expired = layout.ttl > 0 && now.timeIntervalSince(row.eventTime) > layout.ttl
     }

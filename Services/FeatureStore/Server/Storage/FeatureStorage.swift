@@ -86,8 +86,15 @@ public struct StoredRow: Sendable {
     /// The row with its values encoded in `layout`'s feature order.
     func encoded(for layout: ResolvedView) throws -> StoredRow {
         var copy = self
-        copy.encoded = (layout, try layout.features.map { feature in try values[feature].map { try $0.serializedBytes() } })
+        copy.encoded = (layout, try encodedValues(for: layout))
         return copy
+    }
+
+    /// The values encoded in `layout`'s feature order: kept ones when they
+    /// were encoded for that layout, else encoded now.
+    func encodedValues(for layout: ResolvedView) throws -> [[UInt8]?] {
+        if let encoded, encoded.layout === layout { return encoded.values }
+        return try layout.features.map { feature in try values[feature].map { try $0.serializedBytes() } }
     }
 
     /// The event time as a protobuf Timestamp's seconds and nanos.
