@@ -271,6 +271,7 @@ var services: [ServiceModule] {
             "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ], extraDependencies: [
             "StandardServices", "StorageKit",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Metrics", package: "swift-metrics"),

@@ -111,3 +111,91 @@ extension ProtobufWire {
         }
     }
 }
+
+extension ProtobufWire {
+    /// Reads wire bytes for hand-written decoders of hot messages. Every
+    /// read is checked against the end; a read that does not fit returns
+    /// nil, and the caller hands the message to SwiftProtobuf, which
+    /// decides what is malformed and says why.
+    public struct Reader {
+        public enum WireType: UInt8 {
+            case varint = 0, fixed64 = 1, lengthDelimited = 2, fixed32 = 5
+        }
+
+        @usableFromInline var cursor: UnsafePointer<UInt8>
+        @usableFromInline let end: UnsafePointer<UInt8>
+
+        public init(_ bytes: UnsafeRawBufferPointer) {
+            // An empty buffer may have no address; any pointer with nothing after it will do.
+            let base = bytes.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) } ?? UnsafePointer(bitPattern: 1)!
+            cursor = base
+            end = base + bytes.count
+        }
+
+        @inlinable public var isAtEnd: Bool { cursor >= end }
+
+        @inlinable
+        public mutating func varint() -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while cursor < end, shift < 64 {
+                let byte = cursor.pointee
+                cursor += 1
+                value |= UInt64(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+            return nil
+        }
+
+        /// The next field's number and wire type; nil at a malformed tag or
+        /// a wire type this reader does not handle (groups).
+        @inlinable
+        public mutating func tag() -> (field: UInt64, wireType: WireType)? {
+            guard let key = varint(), key >> 3 != 0, let wireType = WireType(rawValue: UInt8(key & 7)) else { return nil }
+            return (key >> 3, wireType)
+        }
+
+        @inlinable
+        public mutating func fixed64() -> UInt64? {
+            guard end - cursor >= 8 else { return nil }
+            var value: UInt64 = 0
+            withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(start: cursor, count: 8)) }
+            cursor += 8
+            return UInt64(littleEndian: value)
+        }
+
+        /// A length-delimited payload, as a reader of its own.
+        @inlinable
+        public mutating func lengthDelimited() -> Reader? {
+            guard let length = varint(), length <= UInt64(end - cursor) else { return nil }
+            let payload = Reader(UnsafeRawBufferPointer(start: cursor, count: Int(length)))
+            cursor += Int(length)
+            return payload
+        }
+
+        /// A length-delimited payload as a string; nil when it is not UTF-8.
+        @inlinable
+        public mutating func string() -> String? {
+            guard let payload = lengthDelimited() else { return nil }
+            return String(validating: UnsafeBufferPointer(start: payload.cursor, count: payload.end - payload.cursor), as: UTF8.self)
+        }
+
+        /// Bytes left in this reader.
+        @inlinable public var remaining: Int { end - cursor }
+
+        /// Skips a field's value of the given wire type.
+        @inlinable
+        public mutating func skip(_ wireType: WireType) -> Bool {
+            switch wireType {
+            case .varint: return varint() != nil
+            case .fixed64: return fixed64() != nil
+            case .lengthDelimited: return lengthDelimited() != nil
+            case .fixed32:
+                guard end - cursor >= 4 else { return false }
+                cursor += 4
+                return true
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@ import Contracts
 import ExperimentationServer
 import Foundation
 import MeridianRPC
+import NIOCore
 import ServiceKit
 import StandardServices
 import SwiftProtobuf
@@ -18,7 +19,8 @@ final class ExperimentationFixture: Sendable {
     let databaseURL: String?
 
     init(_ backend: Backend = .sqlite, dataDirectory: String? = nil, databaseURL: String? = nil,
-         ingestion: IngestionPipeline.Configuration = .defaults, demoData: Bool = false) async throws {
+         ingestion: IngestionPipeline.Configuration = .defaults, assignmentRefresh: Duration = .seconds(5),
+         demoData: Bool = false) async throws {
         var configuration = ServiceConfiguration.forTesting(name: "experimentation")
         if let dataDirectory { configuration.dataDirectory = dataDirectory }
         if backend == .postgres {
@@ -27,7 +29,7 @@ final class ExperimentationFixture: Sendable {
         configuration.seedDemoData = demoData
         self.dataDirectory = configuration.dataDirectory!
         self.databaseURL = configuration.databaseURL
-        host = try await ExperimentationServer.buildService(configuration: configuration, ingestion: ingestion)
+        host = try await ExperimentationServer.buildService(configuration: configuration, ingestion: ingestion, assignmentRefresh: assignmentRefresh)
         let port = try await host.start()
         channel = try RPCChannel(host: "127.0.0.1", port: port)
         client = Platform_Experimentation_V1_ExperimentationServiceClient(channel: channel)
@@ -275,6 +277,106 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         }
         #expect((140...260).contains(treatment), "\(treatment) of 400 in treatment")
         await fixture.stop()
+    }
+
+    /// GetAssignments reads its request with its own decoder; every kind of
+    /// attribute value reaches targeting, and unusual encodings (split
+    /// messages, repeated keys, a value setting two kinds, unknown fields)
+    /// give exactly what SwiftProtobuf's reading gives.
+    @Test func attributesOfEveryKindAssignTheSameHoweverEncoded() async throws {
+        let fixture = try await ExperimentationFixture()
+        let conditions = [
+            "nested": #"{"profile.plan": "pro"}"#,
+            "listed": #"{"tags": {"$elemMatch": {"$eq": "vip"}}}"#,
+            "numeric": #"{"age": {"$gt": 30}}"#,
+            "flagged": #"{"beta": true}"#,
+            "nulled": #"{"referrer": {"$type": "null"}}"#,
+        ]
+        for (key, condition) in conditions {
+            var experiment = ExperimentationFixture.experiment(key)
+            experiment.condition = try Google_Protobuf_Struct(jsonString: condition)
+            _ = try await fixture.create(experiment)
+        }
+        let fields: [String: Google_Protobuf_Value] = [
+            "id": .init(stringValue: "user-9"),
+            "profile": .init(structValue: .init(fields: ["plan": .init(stringValue: "pro")])),
+            "tags": .init(listValue: .init(values: [.init(stringValue: "new"), .init(stringValue: "vip")])),
+            "age": .init(numberValue: 31),
+            "beta": .init(boolValue: true),
+            "referrer": Google_Protobuf_Value(nilLiteral: ()),
+        ]
+        let expected = try await fixture.assign(fields)
+        #expect(expected.assignments.map(\.experimentKey) == ["flagged", "listed", "nested", "nulled", "numeric"])
+        #expect(expected.assignments.allSatisfy { $0.reason == .assigned || $0.reason == .notInCoverage }, "\(expected.assignments.map(\.reason))")
+        let other = try await fixture.assign(["id": .init(stringValue: "user-9"), "age": .init(numberValue: 30), "tags": .init(listValue: .init()),
+                                              "referrer": .init(stringValue: "ad")])
+        #expect(other.assignments.allSatisfy { $0.reason == .notTargeted }, "\(other.assignments.map(\.reason))")
+
+        func field(_ number: UInt8, _ payload: [UInt8]) -> [UInt8] {
+            var bytes = [number << 3 | 2]
+            var length = payload.count
+            while length >= 0x80 { bytes.append(UInt8(length & 0x7F) | 0x80); length >>= 7 }
+            return bytes + [UInt8(length)] + payload
+        }
+        func entry(_ key: String, _ value: [UInt8]) -> [UInt8] { field(1, field(1, Array(key.utf8)) + field(2, value)) }
+        func encoded(_ value: Google_Protobuf_Value) throws -> [UInt8] { try value.serializedBytes() }
+        var canonical: [UInt8] = []
+        for key in fields.keys.sorted() { canonical += try entry(key, encoded(fields[key]!)) }
+        let variants: [String: [UInt8]] = [
+            "canonical": field(1, canonical),
+            "split in two messages": field(1, Array(canonical.prefix(try entry("age", encoded(fields["age"]!)).count)))
+                + field(1, Array(canonical.dropFirst(try entry("age", encoded(fields["age"]!)).count))),
+            "a key given twice, the last wins": field(1, try entry("age", encoded(.init(numberValue: 5))) + canonical),
+            "a value with two kinds, the last wins": field(1, canonical + entry("beta", try encoded(.init(stringValue: "no")) + encoded(.init(boolValue: true)))),
+            "unknown fields": field(1, canonical) + [15 << 3, 1],
+        ]
+        let path = Platform_Experimentation_V1_ExperimentationService.Method.getAssignments
+        for (name, bytes) in variants {
+            let answer = try await fixture.channel.unary(path: path, payload: ByteBuffer(bytes: bytes), options: ExperimentationFixture.options())
+            let response = try Platform_Experimentation_V1_GetAssignmentsResponse(serializedBytes: Array(buffer: answer.message))
+            #expect(response == expected, "\(name)")
+        }
+        await expectStatus(.internal, mentioning: "GetAssignmentsRequest") {
+            _ = try await fixture.channel.unary(path: path, payload: ByteBuffer(bytes: field(1, canonical).dropLast(3)), options: ExperimentationFixture.options())
+        }
+        await expectStatus(.internal, mentioning: "GetAssignmentsRequest") {
+            let badUTF8 = field(1, entry("id", field(3, [0x75, 0xFF, 0xFE])))
+            _ = try await fixture.channel.unary(path: path, payload: ByteBuffer(bytes: badUTF8), options: ExperimentationFixture.options())
+        }
+        await fixture.stop()
+    }
+
+    /// Two replicas on one database: what one writes, the other assigns by
+    /// within its refresh interval, and its own writes show at once.
+    @Test(arguments: Backend.allCases)
+    func aReplicaPicksUpAnotherReplicasChanges(backend: Backend) async throws {
+        let first = try await ExperimentationFixture(backend, assignmentRefresh: .milliseconds(200))
+        let second = try await ExperimentationFixture(backend, dataDirectory: first.dataDirectory, databaseURL: first.databaseURL,
+                                                      assignmentRefresh: .milliseconds(200))
+        let unit: [String: Google_Protobuf_Value] = ["id": .init(stringValue: "user-7")]
+        _ = try await first.create(ExperimentationFixture.experiment("own-write"))
+        #expect(try await first.assign(unit).assignments.map(\.experimentKey) == ["own-write"], "a replica's own write shows at once")
+
+        _ = try await second.create(ExperimentationFixture.experiment("other-write"))
+        func firstSees(_ keys: [String], reasons: [Assignment.Reason]) async throws -> Bool {
+            for _ in 0..<100 {
+                let assignments = try await first.assign(unit).assignments
+                if assignments.map(\.experimentKey) == keys && assignments.map(\.reason) == reasons { return true }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return false
+        }
+        #expect(try await firstSees(["other-write", "own-write"], reasons: [.assigned, .assigned]))
+
+        // An update by the other replica (stopping it) reaches the first too.
+        let options = ExperimentationFixture.options()
+        let current = try await second.client.getExperiment(.with { $0.key = "other-write" }, options: options)
+        var stopped = current
+        stopped.status = .stopped
+        _ = try await second.client.updateExperiment(.with { $0.experiment = stopped; $0.updateMask.paths = ["status"] }, options: options)
+        #expect(try await firstSees(["own-write"], reasons: [.assigned]), "a stopped experiment without a winner is no longer served")
+        await second.stop()
+        await first.stop()
     }
 
     @Test(arguments: Backend.allCases)

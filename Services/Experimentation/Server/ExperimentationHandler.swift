@@ -167,17 +167,31 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
 
     // MARK: Assignment
 
+    /// The service as hosted: the generated methods, with GetAssignments
+    /// decoding its request straight into an `AssignmentsQuery`.
+    var hostedService: any RPCService {
+        replacingMethods([
+            .unary(Platform_Experimentation_V1_ExperimentationService.Method.getAssignments,
+                   decode: { payload throws(RPCError) in try AssignmentsQuery(payload: payload) }) { query, context in
+                try await getAssignments(query, context: context)
+            },
+        ])
+    }
+
     public func getAssignments(request: Platform_Experimentation_V1_GetAssignmentsRequest, context: ServerContext) async throws -> Platform_Experimentation_V1_GetAssignmentsResponse {
+        try await getAssignments(AssignmentsQuery(request), context: context)
+    }
+
+    /// GetAssignments as served: the request decoded by `AssignmentsQuery`
+    /// straight from its bytes (see `hostedService`).
+    func getAssignments(_ request: AssignmentsQuery, context: ServerContext) async throws -> Platform_Experimentation_V1_GetAssignmentsResponse {
         let tenant = try TenantID.from(context)
         var violations: [FieldViolation] = []
         if request.experimentKeys.count > configuration.maxAssignmentKeys {
             violations.append(FieldViolation("experiment_keys", "at most \(configuration.maxAssignmentKeys) keys, got \(request.experimentKeys.count)"))
         }
-        // An upper bound that needs no encoding; only large inputs are measured exactly.
-        let attributesSize = Self.estimatedSize(request.attributes) > ExperimentValidation.maxConditionBytes
-            ? ((try? request.attributes.serializedBytes() as Data)?.count ?? 0) : 0
-        if attributesSize > ExperimentValidation.maxConditionBytes {
-            violations.append(FieldViolation("attributes", "at most 64 KiB, got \(attributesSize) bytes"))
+        if request.attributesSize > ExperimentValidation.maxConditionBytes {
+            violations.append(FieldViolation("attributes", "at most 64 KiB, got \(request.attributesSize) bytes"))
         }
         try check(violations)
         let snapshot = try await index.snapshot(tenant: tenant)
@@ -190,7 +204,7 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
                 return snapshot.experiments[position]
             }
         }
-        let attributes = request.attributes.fields.mapValues(JSONValue.init)
+        let attributes = request.attributes
         let now = Date()
         // Sticky experiments first look up the unit's stored variations, in one read.
         var stickyUnits: [StickyUnit] = []
@@ -404,21 +418,6 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
 
     private func notFound(_ key: String) -> RPCError {
         RPCError.rich(.notFound, "experiment \(key) not found", reason: "EXPERIMENT_NOT_FOUND", metadata: ["experiment_key": key])
-    }
-
-    /// At least the encoded size of `object`: keys and strings plus a
-    /// generous 16 bytes of framing per value.
-    static func estimatedSize(_ object: Google_Protobuf_Struct) -> Int {
-        object.fields.reduce(0) { $0 + $1.key.utf8.count + estimatedSize($1.value) }
-    }
-
-    static func estimatedSize(_ value: Google_Protobuf_Value) -> Int {
-        switch value.kind {
-        case .stringValue(let text): 16 + text.utf8.count
-        case .structValue(let object): 16 + estimatedSize(object)
-        case .listValue(let list): 16 + list.values.reduce(0) { $0 + estimatedSize($1) }
-        default: 16
-        }
     }
 
     /// The exposure id LogExposures derives when none is given: a unit's

@@ -12,9 +12,12 @@ import SwiftProtobuf
 /// `dataDirectory`; either is migrated on start. Exposures and
 /// events go through a bounded ingestion pipeline; shutdown drains it before
 /// the store closes, so nothing acknowledged or queued is lost.
+/// `assignmentRefresh` is how often a replica checks for experiment
+/// changes written by others sharing its database.
 public func buildService(
     configuration: ServiceConfiguration,
     ingestion: IngestionPipeline.Configuration = .defaults,
+    assignmentRefresh: Duration = .seconds(5),
     logger: Logger = Logger(label: "experimentation"),
     metricsExporter: (@Sendable () -> [UInt8])? = nil
 ) async throws -> ServiceHost {
@@ -25,7 +28,7 @@ public func buildService(
         try SQLiteExperimentStore(path: (directory as NSString).appendingPathComponent("experimentation.sqlite"))
     }
     let pipeline = IngestionPipeline(store: store, configuration: ingestion, logger: logger)
-    let index = AssignmentIndex(store: store)
+    let index = AssignmentIndex(store: store, refreshInterval: assignmentRefresh)
     let handler = ExperimentationHandler(
         store: store, pipeline: pipeline, index: index,
         pageTokenSecret: try pageTokenSecret(directory: directory, environmentVariable: "EXPERIMENTATION_PAGE_TOKEN_SECRET"),
@@ -36,7 +39,7 @@ public func buildService(
     }
     let pruning = startHousekeeping { try await store.pruneExpired(now: Date()) }
     return ServiceHost(
-        configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
+        configuration: configuration, services: [handler.hostedService], logger: logger, metricsExporter: metricsExporter,
         readinessCheck: { await store.isAvailable() },
         onShutdown: {
             pruning.cancel()

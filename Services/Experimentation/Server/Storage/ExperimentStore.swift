@@ -14,6 +14,10 @@ public protocol ExperimentStore: Sendable {
     /// Every experiment of the tenant (assignment keeps them in memory).
     func experiments(tenant: TenantID) async throws -> [Experiment]
 
+    /// Changes whenever any of the tenant's experiments does: a cheap read
+    /// that tells a replica whether its copy is still current.
+    func experimentsVersion(tenant: TenantID) async throws -> ExperimentSetVersion
+
     /// One page ordered by key, after `afterKey`, optionally of one status.
     func list(tenant: TenantID, status: Experiment.Status?, afterKey: String?, limit: Int) async throws -> [Experiment]
 
@@ -48,6 +52,20 @@ public protocol ExperimentStore: Sendable {
 
     func isAvailable() async -> Bool
     func close() async throws
+}
+
+/// The state of a tenant's audit log, which every experiment write appends
+/// to. The count is there because sequences are handed out before commit:
+/// a transaction can commit after a later one, leaving the highest sequence
+/// unchanged but not the number of entries.
+public struct ExperimentSetVersion: Hashable, Sendable {
+    public var changes: Int64
+    public var lastSequence: Int64
+
+    public init(changes: Int64, lastSequence: Int64) {
+        self.changes = changes
+        self.lastSequence = lastSequence
+    }
 }
 
 /// What `modify` should do with the experiment it read.

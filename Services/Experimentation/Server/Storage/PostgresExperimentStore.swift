@@ -65,6 +65,15 @@ public final class PostgresExperimentStore: ExperimentStore {
         try await decodeExperiments(client.query("SELECT data FROM experiments WHERE tenant = \(tenant.value) ORDER BY key COLLATE \"C\"", logger: logger))
     }
 
+    public func experimentsVersion(tenant: TenantID) async throws -> ExperimentSetVersion {
+        let rows = try await client.query(
+            "SELECT count(*), coalesce(max(sequence), 0) FROM experiment_changes WHERE tenant = \(tenant.value)", logger: logger)
+        for try await (changes, lastSequence) in rows.decode((Int64, Int64).self) {
+            return ExperimentSetVersion(changes: changes, lastSequence: lastSequence)
+        }
+        return ExperimentSetVersion(changes: 0, lastSequence: 0)
+    }
+
     public func list(tenant: TenantID, status: Experiment.Status?, afterKey: String?, limit: Int) async throws -> [Experiment] {
         // NULL parameters switch the optional conditions off.
         let statusValue: Int? = status?.rawValue

@@ -93,6 +93,14 @@ public final class SQLiteExperimentStore: ExperimentStore {
         }
     }
 
+    public func experimentsVersion(tenant: TenantID) async throws -> ExperimentSetVersion {
+        try await pool.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT count(*), coalesce(max(sequence), 0) FROM experiment_changes WHERE tenant = ?",
+                                       arguments: [tenant.value])
+            return ExperimentSetVersion(changes: row?[0] ?? 0, lastSequence: row?[1] ?? 0)
+        }
+    }
+
     public func list(tenant: TenantID, status: Experiment.Status?, afterKey: String?, limit: Int) async throws -> [Experiment] {
         var sql = "SELECT data FROM experiments WHERE tenant = ?"
         var arguments: StatementArguments = [tenant.value]
