@@ -103,6 +103,9 @@ extension ProtobufWire {
         }
 
         @inlinable
+        public mutating func bytes(_ bytes: UnsafeRawBufferPointer) { raw(bytes) }
+
+        @inlinable
         mutating func raw(_ bytes: UnsafeRawBufferPointer) {
             guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
             precondition(bytes.count <= end - cursor, "ProtobufWire.Writer: past the end")

@@ -3,40 +3,64 @@ import ServiceKit
 import SwiftProtobuf
 
 /// The parts of an encoded `Assignment` that depend only on the experiment,
-/// as protobuf bytes (tag, length, payload) ready to copy.
-struct AssignmentWireFields: Sendable {
-    /// Field 1, experiment_key.
-    let key: [UInt8]
-    /// Per variation: fields 2 and 3, variation_key and variation_index.
-    let variations: [[UInt8]]
-    /// Per variation: field 9, value (empty when the variation has none).
-    let values: [[UInt8]]
-    /// Field 5, hash_attribute, for the hash attribute and the fallback.
-    let hashAttribute: [UInt8]
-    let fallbackAttribute: [UInt8]
+/// as protobuf bytes (tag, length, payload) ready to copy: back to back in
+/// one allocation, read through pointers. GetAssignments reads several of
+/// them per experiment per call; held as arrays, each read cost a retain
+/// and a release, more than copying the bytes.
+final class AssignmentWireFields: @unchecked Sendable {
+    // Immutable after init; freed with the experiment.
+    private let storage: UnsafeMutableRawBufferPointer
+    /// Spans of `storage`: the key, the hash attribute, the fallback
+    /// attribute, then per variation its fields and its value.
+    private let spans: [Range<Int>]
+    let variationCount: Int
 
     init(_ experiment: Experiment, hashAttribute: String) {
+        var parts: [[UInt8]] = []
         var key: [UInt8] = []
-        ProtobufWire.stringField(1, experiment.key, to: &key)
-        self.key = key
-        variations = experiment.variations.enumerated().map { index, variation in
-            var bytes: [UInt8] = []
-            ProtobufWire.stringField(2, variation.key, to: &bytes)
-            if index != 0 { ProtobufWire.varintField(3, UInt64(index), to: &bytes) }
-            return bytes
-        }
-        values = experiment.variations.map { variation in
-            guard variation.hasValue, let value: [UInt8] = try? variation.value.serializedBytes() else { return [] }
-            var bytes: [UInt8] = []
-            ProtobufWire.bytesField(9, value, to: &bytes)
-            return bytes
-        }
+        ProtobufWire.stringField(1, experiment.key, to: &key)  // experiment_key
         var primary: [UInt8] = [], fallback: [UInt8] = []
-        ProtobufWire.stringField(5, hashAttribute, to: &primary)
+        ProtobufWire.stringField(5, hashAttribute, to: &primary)  // hash_attribute
         ProtobufWire.stringField(5, experiment.fallbackAttribute, to: &fallback)
-        self.hashAttribute = primary
-        fallbackAttribute = fallback
+        parts += [key, primary, fallback]
+        for (index, variation) in experiment.variations.enumerated() {
+            var fields: [UInt8] = []
+            ProtobufWire.stringField(2, variation.key, to: &fields)  // variation_key
+            if index != 0 { ProtobufWire.varintField(3, UInt64(index), to: &fields) }  // variation_index
+            var value: [UInt8] = []
+            if variation.hasValue, let encoded: [UInt8] = try? variation.value.serializedBytes() {
+                ProtobufWire.bytesField(9, encoded, to: &value)  // value
+            }
+            parts += [fields, value]
+        }
+        variationCount = experiment.variations.count
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, parts.reduce(0) { $0 + $1.count }), alignment: 1)
+        var spans: [Range<Int>] = []
+        var offset = 0
+        for part in parts {
+            UnsafeMutableRawBufferPointer(rebasing: storage[offset..<offset + part.count]).copyBytes(from: part)
+            spans.append(offset..<offset + part.count)
+            offset += part.count
+        }
+        self.storage = storage
+        self.spans = spans
     }
+
+    deinit { storage.deallocate() }
+
+    @inline(__always) private func span(_ index: Int) -> UnsafeRawBufferPointer {
+        let range = spans[index]
+        return UnsafeRawBufferPointer(start: storage.baseAddress! + range.lowerBound, count: range.count)
+    }
+
+    /// Field 1, experiment_key.
+    var key: UnsafeRawBufferPointer { span(0) }
+    /// Field 5, hash_attribute: the hash attribute or the fallback.
+    func hashAttribute(isFallback: Bool) -> UnsafeRawBufferPointer { span(isFallback ? 2 : 1) }
+    /// Fields 2 and 3, variation_key and variation_index.
+    func variation(_ index: Int) -> UnsafeRawBufferPointer { span(3 + 2 * index) }
+    /// Field 9, value (empty when the variation has none).
+    func value(_ index: Int) -> UnsafeRawBufferPointer { span(4 + 2 * index) }
 }
 
 /// `GetAssignmentsResponse.assignments` written straight to protobuf bytes
@@ -57,11 +81,11 @@ public struct AssignmentsEncoder {
     /// writes them.
     public mutating func append(_ decision: AssignableExperiment.Decision, of experiment: AssignableExperiment) {
         let wire = experiment.wire
-        let variation = wire.variations.indices.contains(decision.index) ? decision.index : nil
-        let attributeField = decision.unit.map { $0.isFallback ? wire.fallbackAttribute : wire.hashAttribute } ?? []
+        let variation = (0..<wire.variationCount).contains(decision.index) ? decision.index : nil
+        let attributeField = decision.unit.map { wire.hashAttribute(isFallback: $0.isFallback) }
         let unitValue = decision.unit?.value.utf8.count ?? 0
-        var size = wire.key.count + attributeField.count
-        if let variation { size += wire.variations[variation].count + wire.values[variation].count }
+        var size = wire.key.count + (attributeField?.count ?? 0)
+        if let variation { size += wire.variation(variation).count + wire.value(variation).count }
         if decision.inExperiment { size += 2 }
         if unitValue > 0 { size += 1 + ProtobufWire.varintSize(UInt64(unitValue)) + unitValue }
         if decision.bucket != nil { size += 9 }
@@ -75,9 +99,9 @@ public struct AssignmentsEncoder {
             writer.byte(0x0A)  // GetAssignmentsResponse.assignments = 1
             writer.varint(UInt64(size))
             writer.bytes(wire.key)
-            if let variation { writer.bytes(wire.variations[variation]) }
+            if let variation { writer.bytes(wire.variation(variation)) }
             if decision.inExperiment { writer.byte(4 << 3); writer.byte(1) }
-            writer.bytes(attributeField)
+            if let attributeField { writer.bytes(attributeField) }
             if unitValue > 0, let unit = decision.unit {
                 writer.byte(6 << 3 | 2)
                 writer.varint(UInt64(unitValue))
@@ -91,7 +115,7 @@ public struct AssignmentsEncoder {
                 writer.byte(8 << 3)
                 writer.varint(UInt64(decision.reason.rawValue))
             }
-            if let variation { writer.bytes(wire.values[variation]) }
+            if let variation { writer.bytes(wire.value(variation)) }
             if decision.sticky { writer.byte(10 << 3); writer.byte(1) }
             precondition(writer.count == total, "AssignmentsEncoder: size computed \(total), wrote \(writer.count)")
             bytes.append(contentsOf: buffer)

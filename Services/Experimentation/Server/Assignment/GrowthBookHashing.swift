@@ -29,21 +29,22 @@ public enum GrowthBookHashing {
         return hash
     }
 
-    /// FNV-1a 32 of the decimal digits of `number`, without building them.
+    /// FNV-1a 32 of the decimal digits of `number`, without building them:
+    /// the digits are taken off by dividing by the constant 10 (a multiply),
+    /// packed four bits each, then hashed from the most significant.
     @inlinable
     static func fnv1a32(decimal number: UInt32) -> UInt32 {
-        var hash: UInt32 = 0x811C_9DC5
-        var divisor: UInt32 = 1_000_000_000
+        var packed: UInt64 = 0
+        var count = 0
         var remaining = number
-        var started = false
-        while divisor > 0 {
-            let digit = remaining / divisor
-            if digit != 0 || started || divisor == 1 {
-                hash = (hash ^ (48 + digit)) &* 0x0100_0193
-                started = true
-            }
-            remaining %= divisor
-            divisor /= 10
+        repeat {
+            packed = packed << 4 | UInt64(remaining % 10)
+            remaining /= 10
+            count += 1
+        } while remaining > 0
+        var hash: UInt32 = 0x811C_9DC5
+        for position in 0..<count {
+            hash = (hash ^ (48 + UInt32(truncatingIfNeeded: packed >> (4 * position)) & 0xF)) &* 0x0100_0193
         }
         return hash
     }

@@ -125,6 +125,11 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     static func compareUTF16(_ a: String, _ b: String) -> ComparisonResult {
+        // ASCII (version strings, ids) orders the same by UTF-8 bytes: compare in place.
+        let ascii = a.utf8.withContiguousStorageIfAvailable { left in
+            b.utf8.withContiguousStorageIfAvailable { right in compareASCII(left, right) } ?? nil
+        } ?? nil
+        if let ascii { return ascii }
         var left = a.utf16.makeIterator(), right = b.utf16.makeIterator()
         while true {
             switch (left.next(), right.next()) {
@@ -135,6 +140,17 @@ public enum JSONValue: Sendable, Hashable {
             default: continue
             }
         }
+    }
+
+    /// Byte order up to the first difference, when everything up to it is
+    /// ASCII; nil when a non-ASCII byte comes first (UTF-16 order can differ).
+    private static func compareASCII(_ left: UnsafeBufferPointer<UInt8>, _ right: UnsafeBufferPointer<UInt8>) -> ComparisonResult? {
+        for index in 0..<min(left.count, right.count) {
+            let x = left[index], y = right[index]
+            guard x < 0x80, y < 0x80 else { return nil }
+            if x != y { return x < y ? .orderedAscending : .orderedDescending }
+        }
+        return left.count == right.count ? .orderedSame : left.count < right.count ? .orderedAscending : .orderedDescending
     }
 
     /// ToNumber for strings: trimmed decimal or 0x/0o/0b literal, "" → 0,
