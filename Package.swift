@@ -257,6 +257,7 @@ var services: [ServiceModule] {
         ]),
         ServiceModule(folder: "FeatureStore", mainDependencies: ["FeatureStoreClient"], extraDependencies: [
             "StandardServices", "StorageKit",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Metrics", package: "swift-metrics"),

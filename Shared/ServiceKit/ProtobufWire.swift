@@ -187,6 +187,16 @@ extension ProtobufWire {
         /// Bytes left in this reader.
         @inlinable public var remaining: Int { end - cursor }
 
+        /// Whether every byte left is ASCII.
+        @inlinable public var isASCII: Bool {
+            var byte = cursor
+            while byte < end {
+                if byte.pointee >= 0x80 { return false }
+                byte += 1
+            }
+            return true
+        }
+
         /// Skips a field's value of the given wire type.
         @inlinable
         public mutating func skip(_ wireType: WireType) -> Bool {

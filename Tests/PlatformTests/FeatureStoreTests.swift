@@ -2,6 +2,7 @@ import Contracts
 import FeatureStoreServer
 import Foundation
 import MeridianRPC
+import NIOCore
 import ServiceKit
 import StandardServices
 import SwiftProtobuf
@@ -201,6 +202,60 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
 
     /// The join key columns echo the request's values exactly, including
     /// the oneof's defaults (0 and the empty string are values, not absent).
+    /// GetOnlineFeatures keeps a plain reference list encoded, as its plan's
+    /// key; every other encoding is read by SwiftProtobuf, and all give the
+    /// same answer or error.
+    @Test func referencesGiveTheSameAnswerHoweverEncoded() async throws {
+        let store = try await FeatureStoreFixture()
+        _ = try await store.apply(FeatureStoreFixture.userStats())
+        _ = try await store.client.applyFeatureService(.with {
+            $0.featureService = .with { $0.name = "ranker"; $0.projections = [.with { $0.featureViewName = "user_stats"; $0.featureNames = ["spend", "purchases"] }] }
+        }, options: FeatureStoreFixture.options)
+        _ = try await store.write("user_stats", [FeatureStoreFixture.row(user: "u1", time: Date(), ["purchases": int64(3), "spend": double(9.5), "segment": string("vip")])])
+        let expected = try await store.lookup(["user_stats:spend", "user_stats:purchases"], users: ["u1", "u2"])
+        #expect(expected.metadata.featureNames.val == ["user_id", "spend", "purchases"])
+        #expect(expected.results[1].values[0].doubleVal == 9.5 && expected.results[2].statuses == [.present, .notFound])
+
+        func field(_ number: UInt8, _ payload: [UInt8]) -> [UInt8] {
+            var bytes = [number << 3 | 2]
+            var length = payload.count
+            while length >= 0x80 { bytes.append(UInt8(length & 0x7F) | 0x80); length >>= 7 }
+            return bytes + [UInt8(length)] + payload
+        }
+        let entities = try field(3, field(1, Array("user_id".utf8)) + field(2, Platform_Featurestore_V1_RepeatedValue.with { $0.val = [string("u1"), string("u2")] }.serializedBytes()))
+        let spend = field(1, Array("user_stats:spend".utf8)), purchases = field(1, Array("user_stats:purchases".utf8))
+        let variants: [String: [UInt8]] = [
+            "canonical": field(2, spend + purchases) + entities,
+            "entities first": entities + field(2, spend + purchases),
+            "the list in two parts, which merge": field(2, spend) + entities + field(2, purchases),
+            "a feature service before the list, which wins": field(1, Array("nope".utf8)) + field(2, spend + purchases) + entities,
+            "unknown fields": field(2, spend + purchases) + entities + [15 << 3, 1],
+        ]
+        let path = Platform_Featurestore_V1_FeatureStoreService.Method.getOnlineFeatures
+        for (name, bytes) in variants {
+            for _ in 0..<2 {  // the second time from the plan made the first
+                let answer = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: bytes), options: FeatureStoreFixture.options)
+                let response = try Platform_Featurestore_V1_GetOnlineFeaturesResponse(serializedBytes: Array(buffer: answer.message))
+                #expect(response == expected, "\(name)")
+            }
+        }
+        // The service after the list wins the oneof: its own column order.
+        let service = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: field(2, spend) + field(1, Array("ranker".utf8)) + entities),
+                                                    options: FeatureStoreFixture.options)
+        #expect(try Platform_Featurestore_V1_GetOnlineFeaturesResponse(serializedBytes: Array(buffer: service.message)) == expected)
+        await expectStatus(.invalidArgument, mentioning: "requested twice") {
+            _ = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: field(2, spend + spend) + entities), options: FeatureStoreFixture.options)
+        }
+        await expectStatus(.invalidArgument, mentioning: "sp\u{00E9}nd") {
+            _ = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: field(2, field(1, Array("user_stats:sp\u{00E9}nd".utf8))) + entities),
+                                              options: FeatureStoreFixture.options)
+        }
+        await expectStatus(.internal, mentioning: "GetOnlineFeaturesRequest") {
+            _ = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: field(2, field(1, [0x75, 0xFF])) + entities), options: FeatureStoreFixture.options)
+        }
+        await store.stop()
+    }
+
     @Test func joinKeyColumnsEchoTheRequest() async throws {
         let store = try await FeatureStoreFixture()
         _ = try await store.apply(.with {

@@ -270,9 +270,25 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
     // MARK: Lookups
 
     public func getOnlineFeatures(request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, context: ServerContext) async throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse {
+        try await getOnlineFeatures(OnlineFeaturesQuery(request), context: context)
+    }
+
+    /// The service as hosted: the generated methods, with GetOnlineFeatures
+    /// keeping its feature references encoded (`OnlineFeaturesQuery`).
+    var hostedService: any RPCService {
+        replacingMethods([
+            .unary(Platform_Featurestore_V1_FeatureStoreService.Method.getOnlineFeatures,
+                   decode: { payload throws(RPCError) in try OnlineFeaturesQuery(payload: payload) }) { query, context in
+                try await getOnlineFeatures(query, context: context)
+            },
+        ])
+    }
+
+    func getOnlineFeatures(_ query: OnlineFeaturesQuery, context: ServerContext) async throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse {
+        let request = query.request
         let tenant = try TenantID.from(context)
         let registry = try await cache.registry(tenant: tenant)
-        let plan = try lookupPlan(request, registry: registry)
+        let plan = try lookupPlan(query, registry: registry)
         let columns = plan.columns
         let views = plan.views
         let rowCount = try checkEntities(request, plan: plan)
@@ -337,11 +353,12 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
 
     /// The request's features resolved under `registry`: from the
     /// registry's plans when this selection was seen before.
-    private func lookupPlan(_ request: Platform_Featurestore_V1_GetOnlineFeaturesRequest, registry: OnlineCache.Registry) throws -> LookupPlan {
+    private func lookupPlan(_ query: OnlineFeaturesQuery, registry: OnlineCache.Registry) throws -> LookupPlan {
+        let request = query.request
         let selection: LookupPlans.Selection
         switch request.kind {
         case .featureService(let name): selection = .service(name)
-        case .features(let list): selection = .references(list.val)
+        case .features(let list): selection = query.encodedReferences.map { .encodedReferences($0) } ?? .references(list.val)
         case nil: throw RPCError.invalidArgument(violations: [FieldViolation("kind", "set either feature_service or features")])
         }
         let key = LookupPlans.Key(selection: selection, fullFeatureNames: request.fullFeatureNames)
@@ -357,18 +374,8 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
 
     private func resolveFeatures(_ selection: LookupPlans.Selection, fullFeatureNames: Bool, registry: OnlineCache.Registry) throws -> [FeatureColumn] {
         var columns: [FeatureColumn] = []
-        switch selection {
-        case .service(let name):
-            guard let service = registry.services[name] else { throw serviceNotFound(name) }
-            for projection in service.projections {
-                guard let view = registry.views[projection.featureViewName] else { throw viewNotFound(projection.featureViewName) }
-                let names = projection.featureNames.isEmpty ? view.features.map(\.name) : projection.featureNames
-                for name in names {
-                    guard let column = registry.references["\(view.name):\(name)"] else { throw viewNotFound(view.name) }
-                    columns.append(column)
-                }
-            }
-        case .references(let references):
+        /// References in request order, each known and asked once.
+        func appendReferences(_ references: [String]) throws {
             guard (1...configuration.maxFeatureRefs).contains(references.count) else {
                 throw RPCError.invalidArgument(violations: [FieldViolation("features", "needs 1 to \(configuration.maxFeatureRefs) references, got \(references.count)")])
             }
@@ -394,6 +401,28 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
                                         reason: "FEATURE_NOT_FOUND", metadata: ["feature_view": view.name, "feature": String(parts[1])])
                 }
                 throw RPCError(.internal, "reference \(reference) missing from the resolved registry")
+            }
+        }
+        switch selection {
+        case .service(let name):
+            guard let service = registry.services[name] else { throw serviceNotFound(name) }
+            for projection in service.projections {
+                guard let view = registry.views[projection.featureViewName] else { throw viewNotFound(projection.featureViewName) }
+                let names = projection.featureNames.isEmpty ? view.features.map(\.name) : projection.featureNames
+                for name in names {
+                    guard let column = registry.references["\(view.name):\(name)"] else { throw viewNotFound(view.name) }
+                    columns.append(column)
+                }
+            }
+        case .references(let references):
+            try appendReferences(references)
+        case .encodedReferences(let bytes):
+            do {
+                try appendReferences(Platform_Featurestore_V1_FeatureList(serializedBytes: bytes).val)
+            } catch let error as RPCError {
+                throw error
+            } catch {
+                throw RPCError(.internal, "failed to decode platform.featurestore.v1.FeatureList: \(error)")
             }
         }
         if !fullFeatureNames {

@@ -40,7 +40,7 @@ public func buildService(
     let feed = feedParts
     let pruning = startHousekeeping { try await storage.pruneExpired(now: Date()) }
     return ServiceHost(
-        configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
+        configuration: configuration, services: [handler.hostedService], logger: logger, metricsExporter: metricsExporter,
         readinessCheck: { await storage.isAvailable() },
         onShutdown: {
             pruning.cancel()

@@ -22,6 +22,9 @@ final class LookupPlans: Sendable {
     enum Selection: Hashable, Sendable {
         case service(String)
         case references([String])
+        /// A reference list as its request encoded it (`OnlineFeaturesQuery`):
+        /// equal bytes, equal references.
+        case encodedReferences([UInt8])
     }
 
     struct Key: Hashable, Sendable {
