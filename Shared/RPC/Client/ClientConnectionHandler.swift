@@ -130,8 +130,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     func sessionBeginHeaders(streamID: Int32) {}
 
-    func sessionHeader(streamID: Int32, name: String, value: String) {
-        calls[streamID]?.header(name: name, value: value)
+    func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
+        calls[streamID]?.header(name: field.nameString, value: field.valueString)
     }
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {

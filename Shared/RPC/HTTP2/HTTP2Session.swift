@@ -1,4 +1,7 @@
 import CNGHTTP2
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 
 /// What a data source gives nghttp2 when it asks for the next DATA frame.
@@ -10,11 +13,26 @@ enum DataReadResult {
     case deferred
 }
 
+/// One header field as nghttp2 hands it over: bytes valid only during the
+/// callback. Owners compare names in place and make strings only of what
+/// they keep.
+struct HTTP2HeaderField {
+    let name: UnsafeBufferPointer<UInt8>
+    let value: UnsafeBufferPointer<UInt8>
+
+    var nameString: String { String(decoding: name, as: UTF8.self) }
+    var valueString: String { String(decoding: value, as: UTF8.self) }
+
+    func nameIs(_ text: StaticString) -> Bool {
+        name.count == text.utf8CodeUnitCount && (name.count == 0 || memcmp(name.baseAddress!, text.utf8Start, name.count) == 0)
+    }
+}
+
 /// The events an HTTP/2 connection's owner handles. All calls happen on the
 /// channel's event loop, from inside `receive` or `send`.
 protocol HTTP2SessionDelegate: AnyObject {
     func sessionBeginHeaders(streamID: Int32)
-    func sessionHeader(streamID: Int32, name: String, value: String)
+    func sessionHeader(streamID: Int32, field: HTTP2HeaderField)
     func sessionHeadersComplete(streamID: Int32, endStream: Bool)
     func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer)
     func sessionDataComplete(streamID: Int32, endStream: Bool)
@@ -247,9 +265,9 @@ final class HTTP2Session {
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
             guard let frame, let name, let value else { return 0 }
-            let nameString = String(decoding: UnsafeBufferPointer(start: name, count: nameLength), as: UTF8.self)
-            let valueString = String(decoding: UnsafeBufferPointer(start: value, count: valueLength), as: UTF8.self)
-            HTTP2Session.from(userData).delegate.sessionHeader(streamID: frame.pointee.hd.stream_id, name: nameString, value: valueString)
+            let field = HTTP2HeaderField(name: UnsafeBufferPointer(start: name, count: nameLength),
+                                         value: UnsafeBufferPointer(start: value, count: valueLength))
+            HTTP2Session.from(userData).delegate.sessionHeader(streamID: frame.pointee.hd.stream_id, field: field)
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
@@ -279,15 +297,20 @@ final class HTTP2Session {
         }
     }
 
-    /// Builds nghttp2's name/value array over one temporary allocation;
-    /// nghttp2 copies the bytes during the submit call.
+    /// Builds nghttp2's name/value array in temporary memory (on the stack
+    /// when small); nghttp2 copies the bytes during the submit call.
     private static func withNameValues<R>(_ headers: [(String, String)], _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
         var total = 0
         for (name, value) in headers { total += name.utf8.count + value.utf8.count }
-        let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: max(total, 1))
-        defer { storage.deallocate() }
-        let nva = UnsafeMutablePointer<nghttp2_nv>.allocate(capacity: max(headers.count, 1))
-        defer { nva.deallocate() }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { bytes in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(headers.count, 1)) { fields in
+                fill(headers, storage: bytes.baseAddress!, nva: fields.baseAddress!, body)
+            }
+        }
+    }
+
+    private static func fill<R>(_ headers: [(String, String)], storage: UnsafeMutablePointer<UInt8>, nva: UnsafeMutablePointer<nghttp2_nv>,
+                                _ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
         var offset = 0
         for (index, (name, value)) in headers.enumerated() {
             let namePointer = storage + offset

@@ -172,16 +172,25 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         idleTimer?.cancel()
     }
 
-    func sessionHeader(streamID: Int32, name: String, value: String) {
+    func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
         guard let call = calls[streamID], call.method == nil, !call.isFinished else { return }
-        switch name {
-        case ":path": call.path = value
-        case ":method": call.headers.method = value
-        case "content-type": call.headers.contentType = value
-        case "grpc-timeout": call.headers.timeout = value
-        case "grpc-encoding": call.headers.encoding = value
-        default:
-            if !Metadata.isReserved(name) { call.headers.metadata.addFromWire(name: name, value: value) }
+        // Names compared as bytes; strings made only of what the call keeps.
+        if field.nameIs(":path") {
+            call.path = field.valueString
+        } else if field.nameIs(":method") {
+            call.headers.method = field.valueString
+        } else if field.nameIs("content-type") {
+            call.headers.contentType = field.valueString
+        } else if field.nameIs("te") || field.nameIs(":scheme") || field.nameIs(":authority") || field.nameIs("user-agent")
+                    || field.nameIs("grpc-accept-encoding") {
+            return  // reserved, and nothing the server uses
+        } else if field.nameIs("grpc-timeout") {
+            call.headers.timeout = field.valueString
+        } else if field.nameIs("grpc-encoding") {
+            call.headers.encoding = field.valueString
+        } else {
+            let name = field.nameString
+            if !Metadata.isReserved(name) { call.headers.metadata.addFromWire(name: name, value: field.valueString) }
         }
     }
 
