@@ -18,7 +18,7 @@ final class FeatureStoreFixture: Sendable {
     let databaseURL: String?
 
     init(_ backend: Backend = .sqlite, dataDirectory: String? = nil, databaseURL: String? = nil,
-         catalogAddress: String? = nil, catalogTenants: [String] = []) async throws {
+         catalogAddress: String? = nil, catalogTenants: [String] = [], sharedRegistryRefresh: Duration = .seconds(5)) async throws {
         var configuration = ServiceConfiguration.forTesting(name: "feature-store")
         if let dataDirectory { configuration.dataDirectory = dataDirectory }
         if let catalogAddress { configuration.dependencies["catalog"] = catalogAddress }
@@ -27,7 +27,8 @@ final class FeatureStoreFixture: Sendable {
         }
         self.dataDirectory = configuration.dataDirectory!
         self.databaseURL = configuration.databaseURL
-        host = try await FeatureStoreServer.buildService(configuration: configuration, catalogTenants: catalogTenants)
+        host = try await FeatureStoreServer.buildService(configuration: configuration, catalogTenants: catalogTenants,
+                                                           sharedRegistryRefresh: sharedRegistryRefresh)
         let port = try await host.start()
         channel = try RPCChannel(host: "127.0.0.1", port: port)
         client = Platform_Featurestore_V1_FeatureStoreServiceClient(channel: channel)
@@ -254,6 +255,33 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
             _ = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: field(2, field(1, [0x75, 0xFF])) + entities), options: FeatureStoreFixture.options)
         }
         await store.stop()
+    }
+
+    /// Replicas sharing PostgreSQL: a view applied through one is served by
+    /// the other after its registry refresh, which never holds lookups up.
+    @Test func aReplicaServesViewsAppliedThroughAnother() async throws {
+        let first = try await FeatureStoreFixture(.postgres, sharedRegistryRefresh: .milliseconds(200))
+        let second = try await FeatureStoreFixture(.postgres, databaseURL: first.databaseURL, sharedRegistryRefresh: .milliseconds(200))
+        _ = try await first.apply(FeatureStoreFixture.userStats())
+        _ = try await first.write("user_stats", [FeatureStoreFixture.row(user: "u1", time: Date(), ["purchases": int64(4)])])
+        #expect(try await second.lookup(["user_stats:purchases"], users: ["u1"]).results[1].values[0].int64Val == 4)
+        _ = try await second.apply(.with {
+            $0.name = "user_clicks"
+            $0.entities = ["user_id"]
+            $0.features = [.with { $0.name = "clicks"; $0.type = .int64 }]
+        })
+        _ = try await second.write("user_clicks", [FeatureStoreFixture.row(user: "u1", time: Date(), ["clicks": int64(9)])])
+        var seen = false
+        for _ in 0..<100 where !seen {
+            if let response = try? await first.lookup(["user_clicks:clicks"], users: ["u1"]) {
+                seen = response.results[1].values[0].int64Val == 9
+            } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(seen, "the first replica never saw user_clicks")
+        await second.stop()
+        await first.stop()
     }
 
     @Test func joinKeyColumnsEchoTheRequest() async throws {

@@ -13,6 +13,7 @@ import ServiceKit
 public func buildService(
     configuration: ServiceConfiguration,
     catalogTenants: [String] = [],
+    sharedRegistryRefresh: Duration = .seconds(5),
     logger: Logger = Logger(label: "feature-store"),
     metricsExporter: (@Sendable () -> [UInt8])? = nil
 ) async throws -> ServiceHost {
@@ -22,7 +23,7 @@ public func buildService(
     } else {
         try SQLiteFeatureStorage(path: (directory as NSString).appendingPathComponent("features.sqlite"))
     }
-    let cache = OnlineCache(storage: storage, soleWriter: configuration.databaseURL == nil)
+    let cache = OnlineCache(storage: storage, soleWriter: configuration.databaseURL == nil, sharedRegistryRefresh: sharedRegistryRefresh)
     let handler = FeatureStoreHandler(
         storage: storage, cache: cache,
         pageTokenSecret: try pageTokenSecret(directory: directory, environmentVariable: "FEATURE_STORE_PAGE_TOKEN_SECRET"),

@@ -8,7 +8,8 @@ import Synchronization
 /// they touch; a read that started under an older generation does not
 /// install what it read, so a slow read can never put back a row a write
 /// replaced. With shared storage (PostgreSQL, several replicas) rows are not
-/// cached and the registry is reloaded every `registryRefresh`.
+/// cached and the registry is reloaded in the background every
+/// `registryRefresh`.
 final class OnlineCache: Sendable {
     struct Registry: Sendable {
         var views: [String: FeatureView]
@@ -54,6 +55,8 @@ final class OnlineCache: Sendable {
 
     private struct State {
         var registries: [TenantID: (registry: Registry, loadedAt: ContinuousClock.Instant)] = [:]
+        /// Tenants whose registry a background load is replacing.
+        var refreshing: Set<TenantID> = []
         /// nil: known to have no row.
         var rows: [RowKey: StoredRow?] = [:]
         var generation = 0
@@ -72,12 +75,36 @@ final class OnlineCache: Sendable {
         self.registryRefresh = soleWriter ? nil : sharedRegistryRefresh
     }
 
+    /// The tenant's registry. A stale one (shared storage) is still
+    /// answered while one background load replaces it: reloading on the
+    /// request path made every lookup arriving during the reload load too.
     func registry(tenant: TenantID) async throws -> Registry {
-        if let cached = state.withLock({ $0.registries[tenant] }),
-           registryRefresh.map({ cached.loadedAt.duration(to: .now) < $0 }) ?? true {
-            return cached.registry
+        let (cached, refresh, generation) = state.withLock { state -> (Registry?, Bool, Int) in
+            guard let cached = state.registries[tenant] else { return (nil, false, state.generation) }
+            guard let interval = registryRefresh, cached.loadedAt.duration(to: .now) >= interval,
+                  !state.refreshing.contains(tenant) else { return (cached.registry, false, state.generation) }
+            state.refreshing.insert(tenant)
+            return (cached.registry, true, state.generation)
         }
-        let generation = state.withLock { $0.generation }
+        if let cached {
+            if refresh {
+                Task {
+                    let loaded = try? await self.loadRegistry(tenant: tenant, generation: generation)
+                    self.state.withLock { state in
+                        state.refreshing.remove(tenant)
+                        // A failed reload keeps the current registry; the next lookup after this one tries again.
+                        if loaded == nil, state.generation == generation, let current = state.registries[tenant] {
+                            state.registries[tenant] = (current.registry, .now)
+                        }
+                    }
+                }
+            }
+            return cached
+        }
+        return try await loadRegistry(tenant: tenant, generation: generation)
+    }
+
+    private func loadRegistry(tenant: TenantID, generation: Int) async throws -> Registry {
         let (views, services) = try await storage.registry(tenant: tenant)
         let registry = Registry(views: Dictionary(uniqueKeysWithValues: views.map { ($0.name, $0) }),
                                 services: Dictionary(uniqueKeysWithValues: services.map { ($0.name, $0) }))
