@@ -279,6 +279,25 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         await fixture.stop()
     }
 
+    /// Experiments with equal conditions share one evaluation per call;
+    /// each experiment still gets its own condition's answer.
+    @Test func experimentsSharingAConditionAreTargetedAlike() async throws {
+        let fixture = try await ExperimentationFixture()
+        for (key, condition) in [("de-1", #"{"country": "DE"}"#), ("de-2", #"{"country": "DE"}"#), ("fr", #"{"country": "FR"}"#), ("pro", #"{"plan": "pro"}"#)] {
+            var experiment = ExperimentationFixture.experiment(key)
+            experiment.condition = try Google_Protobuf_Struct(jsonString: condition)
+            _ = try await fixture.create(experiment)
+        }
+        let french = try await fixture.assign(["id": .init(stringValue: "u1"), "country": .init(stringValue: "FR"), "plan": .init(stringValue: "pro")])
+        #expect(french.assignments.map(\.experimentKey) == ["de-1", "de-2", "fr", "pro"])
+        #expect(french.assignments.map(\.reason) == [.notTargeted, .notTargeted, .assigned, .assigned])
+        let german = try await fixture.assign(["id": .init(stringValue: "u1"), "country": .init(stringValue: "DE")])
+        #expect(german.assignments.map(\.reason) == [.assigned, .assigned, .notTargeted, .notTargeted])
+        let named = try await fixture.assign(["id": .init(stringValue: "u1"), "country": .init(stringValue: "DE")], keys: ["fr", "de-2"])
+        #expect(named.assignments.map(\.reason) == [.notTargeted, .assigned])
+        await fixture.stop()
+    }
+
     /// GetAssignments reads its request with its own decoder; every kind of
     /// attribute value reaches targeting, and unusual encodings (split
     /// messages, repeated keys, a value setting two kinds, unknown fields)

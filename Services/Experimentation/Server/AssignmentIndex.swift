@@ -15,6 +15,8 @@ final class AssignmentIndex: Sendable {
     struct Snapshot: Sendable {
         /// Ordered by key.
         var experiments: [AssignableExperiment]
+        /// Distinct targeting conditions among them (`UnitLookups`).
+        var conditionCount: Int
         var byKey: [String: Int]
         /// What GetAssignments without keys evaluates.
         var serving: [AssignableExperiment]
@@ -87,9 +89,9 @@ final class AssignmentIndex: Sendable {
     /// up as a changed version at the next check, never as a missed change.
     private func load(tenant: TenantID) async throws -> Loaded {
         let version = try await store.experimentsVersion(tenant: tenant)
-        let experiments = try await store.experiments(tenant: tenant).map(AssignableExperiment.init)
+        let (experiments, conditionCount) = AssignableExperiment.prepare(try await store.experiments(tenant: tenant))
         let snapshot = Snapshot(
-            experiments: experiments,
+            experiments: experiments, conditionCount: conditionCount,
             byKey: Dictionary(uniqueKeysWithValues: experiments.enumerated().map { ($1.experiment.key, $0) }),
             serving: experiments.filter(\.isServing))
         return Loaded(snapshot: snapshot, version: version)

@@ -216,7 +216,7 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         var newSticky: [StickyRecord] = []
         var exposures: [ExposureRecord] = []
         var encoder = AssignmentsEncoder(capacity: selected.count * 96)
-        var lookups = AssignableExperiment.UnitLookups()
+        var lookups = AssignableExperiment.UnitLookups(conditionCount: snapshot.conditionCount)
         for experiment in selected {
             var unit: StickyUnit?
             if experiment.isSticky { unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) } }

@@ -12,6 +12,9 @@ public final class AssignableExperiment: Sendable {
     public let experiment: Experiment
     let ranges: [ClosedOpenRange]
     let condition: TargetingCondition?
+    /// Experiments prepared together (`prepare`) share one slot per distinct
+    /// condition: assigning a unit to all of them evaluates each once.
+    let conditionSlot: Int?
     let hashAttribute: String
     let fallbackAttribute: String
     let seed: String
@@ -41,14 +44,56 @@ public final class AssignableExperiment: Sendable {
         var ranges: [ClosedOpenRange]
     }
 
-    public init(_ experiment: Experiment) {
+    /// Distinct targeting conditions of experiments prepared together,
+    /// each compiled once and given a slot in `UnitLookups`.
+    public struct ConditionTable {
+        private var slots: [JSONValue: (condition: TargetingCondition, slot: Int)] = [:]
+
+        public init() {}
+
+        public var count: Int { slots.count }
+
+        mutating func intern(_ condition: JSONValue) -> (condition: TargetingCondition, slot: Int) {
+            if let known = slots[condition] { return known }
+            let made = (TargetingCondition(condition), slots.count)
+            slots[condition] = made
+            return made
+        }
+    }
+
+    /// A tenant's experiments prepared together: those with equal targeting
+    /// conditions share them (audiences like "country in DE, AT" are usually
+    /// reused). Pass `conditionCount` to `UnitLookups`.
+    public static func prepare(_ experiments: [Experiment]) -> (experiments: [AssignableExperiment], conditionCount: Int) {
+        var table: ConditionTable? = ConditionTable()
+        let prepared = experiments.map { AssignableExperiment($0, conditions: &table) }
+        return (prepared, table?.count ?? 0)
+    }
+
+    public convenience init(_ experiment: Experiment) {
+        var alone: ConditionTable?
+        self.init(experiment, conditions: &alone)
+    }
+
+    init(_ experiment: Experiment, conditions: inout ConditionTable?) {
         self.experiment = experiment
         ranges = GrowthBookHashing.bucketRanges(
             variations: experiment.variations.count,
             coverage: experiment.hasCoverage ? experiment.coverage : nil,
             weights: experiment.variations.map(\.weight))
-        condition = experiment.hasCondition && !experiment.condition.fields.isEmpty
-            ? TargetingCondition(JSONValue(experiment.condition)) : nil
+        if experiment.hasCondition && !experiment.condition.fields.isEmpty {
+            let json = JSONValue(experiment.condition)
+            if let shared = conditions?.intern(json) {
+                condition = shared.condition
+                conditionSlot = shared.slot
+            } else {
+                condition = TargetingCondition(json)
+                conditionSlot = nil
+            }
+        } else {
+            condition = nil
+            conditionSlot = nil
+        }
         hashAttribute = experiment.hashAttribute.isEmpty ? "id" : experiment.hashAttribute
         fallbackAttribute = experiment.fallbackAttribute
         seed = experiment.seed.isEmpty ? experiment.key : experiment.seed
@@ -101,8 +146,13 @@ public final class AssignableExperiment: Sendable {
     /// it up once rather than once per experiment.
     public struct UnitLookups {
         fileprivate var last: (hashAttribute: String, fallbackAttribute: String, unit: HashedUnit?)?
+        /// Whether the unit meets each shared condition, once evaluated.
+        fileprivate var conditions: [Bool?]
 
-        public init() {}
+        /// `conditionCount` from `prepare`; 0 evaluates every condition.
+        public init(conditionCount: Int = 0) {
+            conditions = Array(repeating: nil, count: conditionCount)
+        }
     }
 
     /// The attribute a unit was hashed by, and its value as hashed.
@@ -159,7 +209,7 @@ public final class AssignableExperiment: Sendable {
             if let end, now >= end { return Decision(.notRunning) }
         case .stopped:
             guard let forcedIndex else { return Decision(.notRunning) }
-            if let condition, !condition.matches(.object(attributes)) { return Decision(.notTargeted) }
+            if !isTargeted(attributes, lookups: &lookups) { return Decision(.notTargeted) }
             return Decision(.forced, index: forcedIndex)
         default:
             return Decision(.notRunning)
@@ -187,7 +237,7 @@ public final class AssignableExperiment: Sendable {
                 return decision
             }
         }
-        if let condition, !condition.matches(.object(attributes)) { decision.reason = .notTargeted; return decision }
+        if !isTargeted(attributes, lookups: &lookups) { decision.reason = .notTargeted; return decision }
         if let stickyIndex {
             decision.reason = .assigned
             decision.index = stickyIndex
@@ -207,6 +257,17 @@ public final class AssignableExperiment: Sendable {
         decision.reason = .assigned
         decision.index = index
         return decision
+    }
+
+    /// Whether the unit meets the targeting condition (true without one),
+    /// from `lookups` when another experiment shares it.
+    private func isTargeted(_ attributes: [String: JSONValue], lookups: inout UnitLookups) -> Bool {
+        guard let condition else { return true }
+        guard let slot = conditionSlot, lookups.conditions.indices.contains(slot) else { return condition.matches(.object(attributes)) }
+        if let known = lookups.conditions[slot] { return known }
+        let result = condition.matches(.object(attributes))
+        lookups.conditions[slot] = result
+        return result
     }
 
     /// The hashed attribute and its value as JavaScript's `String()` prints
