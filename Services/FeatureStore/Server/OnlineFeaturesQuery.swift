@@ -6,8 +6,7 @@ import ServiceKit
 /// A GetOnlineFeatures request as the lookup uses it. A model sends the
 /// same feature references on every call, and the lookup only needs them
 /// as a key to its resolved plan (`LookupPlans`); decoding them into
-/// strings cost GetOnlineFeatures more than the lookup itself (12% of its
-/// CPU for 1 entity x 50 features). `init(payload:)` keeps the encoded
+/// strings was 12% of GetOnlineFeatures' CPU for 1 entity x 50 features. `init(payload:)` keeps the encoded
 /// reference list as it arrived, as that key, and decodes the rest of the
 /// request as usual.
 struct OnlineFeaturesQuery {
