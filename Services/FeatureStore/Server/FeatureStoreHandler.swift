@@ -306,49 +306,26 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             lookups.append(try keys.map { key in try rows[key].map { try FoundRow($0, layout: view, now: now) } })
         }
 
-        let joinKeys = request.entities.keys.sorted()
-        var names = joinKeys
-        var encoder = ResultsEncoder(capacity: (joinKeys.count + columns.count) * rowCount * 24)
-        for key in joinKeys {
-            encoder.beginVector()
-            for value in request.entities[key]!.val {
-                encoder.append(value: try Self.encodedJoinKey(value), status: .present, eventTime: nil)
-            }
-            encoder.endVector()
+        // checkEntities made sure the request's join keys are the plan's.
+        let joinKeyValues = try plan.joinKeys.map { key in try request.entities[key]!.val.map(Self.encodedJoinKey) }
+        let keyCount = joinKeyValues.count
+        let bytes = ResultsEncoding.encode(prefix: plan.encodedMetadata, columns: keyCount + columns.count, rows: rowCount) { column, row in
+            guard column >= keyCount else { return ResultCell(value: joinKeyValues[column][row], status: .present, eventTime: nil) }
+            let feature = columns[column - keyCount]
+            return Self.cell(lookups[slots[feature.view.index]][row], position: feature.position)
         }
+        context.appendEncodedResponseFields(bytes)
         // Values served per view and status (indexed by the status's number).
         var statusCounts = [[Int]](repeating: [Int](repeating: 0, count: FeatureStoreMetrics.statusCount), count: views.count)
-        names += plan.names
         for column in columns {
             let slot = slots[column.view.index]
-            let position = column.position
-            encoder.beginVector()
             for found in lookups[slot] {
-                let status: Platform_Featurestore_V1_FieldStatus
-                if let found {
-                    if found.expired {
-                        status = .outsideMaxAge
-                        encoder.append(value: [], status: status, eventTime: found.eventTime)
-                    } else if let value = found.values[position] {
-                        status = .present
-                        encoder.append(value: value, status: status, eventTime: found.eventTime)
-                    } else {
-                        status = .nullValue
-                        encoder.append(value: [], status: status, eventTime: found.eventTime)
-                    }
-                } else {
-                    status = .notFound
-                    encoder.append(value: [], status: status, eventTime: nil)
-                }
-                statusCounts[slot][status.rawValue] += 1
+                statusCounts[slot][Self.cell(found, position: column.position).status.rawValue] += 1
             }
-            encoder.endVector()
         }
-        var response = Platform_Featurestore_V1_GetOnlineFeaturesResponse()
-        response.metadata.featureNames.val = names
-        context.appendEncodedResponseFields(encoder.bytes)
         FeatureStoreMetrics.recordLookup(tenant: tenant, views: views, counts: statusCounts)
-        return response
+        // Every field is in the encoded bytes.
+        return Platform_Featurestore_V1_GetOnlineFeaturesResponse()
     }
 
     /// The request's features resolved under `registry`: from the
@@ -476,6 +453,14 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
         }
         try check(violations)
         return rows
+    }
+
+    /// What the response says for one feature of a stored row (nil: none stored).
+    private static func cell(_ found: FoundRow?, position: Int) -> ResultCell {
+        guard let found else { return ResultCell(value: [], status: .notFound, eventTime: nil) }
+        if found.expired { return ResultCell(value: [], status: .outsideMaxAge, eventTime: found.eventTime) }
+        if let value = found.values[position] { return ResultCell(value: value, status: .present, eventTime: found.eventTime) }
+        return ResultCell(value: [], status: .nullValue, eventTime: found.eventTime)
     }
 
     /// A join key value (checked to be a string or an int64) as Value

@@ -2,6 +2,7 @@ import Contracts
 import Foundation
 import Metrics
 import ServiceKit
+import Synchronization
 
 /// Freshness and traffic per view, on the admin port's /metrics:
 /// - `feature_store_rows_written_total{tenant,view,outcome}`: written,
@@ -29,11 +30,31 @@ enum FeatureStoreMetrics {
 
     static func recordLookup(tenant: TenantID, views: [ResolvedView], counts: [[Int]]) {
         for (view, byStatus) in zip(views, counts) {
+            let counters = lookupCounters.counters(tenant: tenant, view: view.name)
             for (number, count) in byStatus.enumerated() where count > 0 {
-                guard let status = Platform_Featurestore_V1_FieldStatus(rawValue: number) else { continue }
-                Counter(label: "feature_store_lookup_values_total",
-                        dimensions: [("tenant", tenant.value), ("view", view.name), ("status", name(status))]).increment(by: Int64(count))
+                counters[number]?.increment(by: Int64(count))
             }
+        }
+    }
+
+    private static let lookupCounters = LookupCounters()
+
+    /// The lookup counters of each tenant's view, made once: asking the
+    /// metrics factory on every lookup (building labels, finding them under
+    /// its lock) was 2.5% of a 1 x 50 lookup.
+    private final class LookupCounters: Sendable {
+        private let byView = Mutex<[String: [String: [Counter?]]]>([:])
+
+        /// One counter per FieldStatus number; none for INVALID, never served.
+        func counters(tenant: TenantID, view: String) -> [Counter?] {
+            if let made = byView.withLock({ $0[tenant.value]?[view] }) { return made }
+            let made = (0..<statusCount).map { number -> Counter? in
+                guard let status = Platform_Featurestore_V1_FieldStatus(rawValue: number), status != .invalid else { return nil }
+                return Counter(label: "feature_store_lookup_values_total",
+                               dimensions: [("tenant", tenant.value), ("view", view), ("status", name(status))])
+            }
+            byView.withLock { $0[tenant.value, default: [:]][view] = made }
+            return made
         }
     }
 

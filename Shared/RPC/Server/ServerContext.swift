@@ -50,7 +50,9 @@ public final class ServerContext: Sendable {
     /// repeated field straight to bytes instead of building a message per
     /// element. The bytes must be well-formed fields of the response type.
     public func appendEncodedResponseFields(_ bytes: [UInt8]) {
-        encodedResponseFields.withLock { $0.append(contentsOf: bytes) }
+        encodedResponseFields.withLock { fields in
+            if fields.isEmpty { fields = bytes } else { fields.append(contentsOf: bytes) }  // the usual single call takes the array, no copy
+        }
     }
 
     func writeEncodedResponseFields(into payload: inout ByteBuffer) {
