@@ -184,12 +184,20 @@ extension ProtobufWire {
             return String(validating: UnsafeBufferPointer(start: payload.cursor, count: payload.end - payload.cursor), as: UTF8.self)
         }
 
+        /// A copy of the bytes left in this reader.
+        public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: cursor, count: end - cursor)) }
+
         /// Bytes left in this reader.
         @inlinable public var remaining: Int { end - cursor }
 
         /// Whether every byte left is ASCII.
         @inlinable public var isASCII: Bool {
             var byte = cursor
+            // Eight bytes at a time, then the tail.
+            while end - byte >= 8 {
+                if UnsafeRawPointer(byte).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return false }
+                byte += 8
+            }
             while byte < end {
                 if byte.pointee >= 0x80 { return false }
                 byte += 1

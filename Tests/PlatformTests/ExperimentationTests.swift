@@ -331,12 +331,6 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
                                               "referrer": .init(stringValue: "ad")])
         #expect(other.assignments.allSatisfy { $0.reason == .notTargeted }, "\(other.assignments.map(\.reason))")
 
-        func field(_ number: UInt8, _ payload: [UInt8]) -> [UInt8] {
-            var bytes = [number << 3 | 2]
-            var length = payload.count
-            while length >= 0x80 { bytes.append(UInt8(length & 0x7F) | 0x80); length >>= 7 }
-            return bytes + [UInt8(length)] + payload
-        }
         func entry(_ key: String, _ value: [UInt8]) -> [UInt8] { field(1, field(1, Array(key.utf8)) + field(2, value)) }
         func encoded(_ value: Google_Protobuf_Value) throws -> [UInt8] { try value.serializedBytes() }
         var canonical: [UInt8] = []

@@ -84,6 +84,14 @@ final class FeatureStoreFixture: Sendable {
     }
 }
 
+/// A length-delimited field, for requests written byte by byte.
+func field(_ number: UInt8, _ payload: [UInt8]) -> [UInt8] {
+    var bytes = [number << 3 | 2]
+    var length = payload.count
+    while length >= 0x80 { bytes.append(UInt8(length & 0x7F) | 0x80); length >>= 7 }
+    return bytes + [UInt8(length)] + payload
+}
+
 func int64(_ value: Int64) -> FeatureValue { .with { $0.int64Val = value } }
 func double(_ value: Double) -> FeatureValue { .with { $0.doubleVal = value } }
 func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
@@ -217,12 +225,6 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         #expect(expected.metadata.featureNames.val == ["user_id", "spend", "purchases"])
         #expect(expected.results[1].values[0].doubleVal == 9.5 && expected.results[2].statuses == [.present, .notFound])
 
-        func field(_ number: UInt8, _ payload: [UInt8]) -> [UInt8] {
-            var bytes = [number << 3 | 2]
-            var length = payload.count
-            while length >= 0x80 { bytes.append(UInt8(length & 0x7F) | 0x80); length >>= 7 }
-            return bytes + [UInt8(length)] + payload
-        }
         let entities = try field(3, field(1, Array("user_id".utf8)) + field(2, Platform_Featurestore_V1_RepeatedValue.with { $0.val = [string("u1"), string("u2")] }.serializedBytes()))
         let spend = field(1, Array("user_stats:spend".utf8)), purchases = field(1, Array("user_stats:purchases".utf8))
         let variants: [String: [UInt8]] = [
@@ -253,6 +255,59 @@ func string(_ value: String) -> FeatureValue { .with { $0.stringVal = value } }
         }
         await expectStatus(.internal, mentioning: "GetOnlineFeaturesRequest") {
             _ = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: field(2, field(1, [0x75, 0xFF])) + entities), options: FeatureStoreFixture.options)
+        }
+        await store.stop()
+    }
+
+    /// GetOnlineFeatures reads the usual entity map itself; every other
+    /// encoding goes to SwiftProtobuf, and all give the same answer.
+    @Test func entitiesGiveTheSameAnswerHoweverEncoded() async throws {
+        let store = try await FeatureStoreFixture()
+        _ = try await store.apply(FeatureStoreFixture.userStats())
+        _ = try await store.write("user_stats", [
+            FeatureStoreFixture.row(user: "u1", time: Date(), ["purchases": int64(3)]),
+            FeatureStoreFixture.row(user: "u2", time: Date(), ["purchases": int64(5)]),
+        ])
+        let expected = try await store.lookup(["user_stats:purchases"], users: ["u1", "u2"])
+        #expect(expected.results[1].values.map(\.int64Val) == [3, 5])
+
+        func column(_ values: [FeatureValue]) throws -> [UInt8] {
+            try field(2, Platform_Featurestore_V1_RepeatedValue.with { $0.val = values }.serializedBytes())
+        }
+        let references = field(2, field(1, Array("user_stats:purchases".utf8)))
+        let key = field(1, Array("user_id".utf8))
+        let users = try column([string("u1"), string("u2")])
+        // A Value whose oneof is set twice: the last wins.
+        let u1SetTwice = field(1, [2 << 3 | 2, 2, 0x7A, 0x7A, 2 << 3 | 2, 2, 0x75, 0x31])
+        let variants: [String: [UInt8]] = try [
+            "canonical": references + field(3, key + users),
+            "value before key": references + field(3, users + key),
+            "a repeated key, the last wins": references + field(3, key + column([string("u9")])) + field(3, key + users),
+            "values in two parts, which merge": references + field(3, key + column([string("u1")]) + column([string("u2")])),
+            "a value's oneof set twice": references + field(3, key + field(2, u1SetTwice + field(1, string("u2").serializedBytes()))),
+            "full_feature_names false, said": references + field(3, key + users) + [4 << 3, 0],
+            "request context": references + field(3, key + users) + field(5, field(1, Array("page".utf8)) + column([int64(1), int64(2)])),
+        ]
+        let path = Platform_Featurestore_V1_FeatureStoreService.Method.getOnlineFeatures
+        for (name, bytes) in variants {
+            for _ in 0..<2 {
+                let answer = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: bytes), options: FeatureStoreFixture.options)
+                let response = try Platform_Featurestore_V1_GetOnlineFeaturesResponse(serializedBytes: Array(buffer: answer.message))
+                #expect(response == expected, "\(name)")
+            }
+        }
+        // full_feature_names read from the bytes: the other plan, the other names.
+        let full = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: references + field(3, key + users) + [4 << 3, 1]),
+                                                 options: FeatureStoreFixture.options)
+        #expect(try Platform_Featurestore_V1_GetOnlineFeaturesResponse(serializedBytes: Array(buffer: full.message)).metadata.featureNames.val
+                == ["user_id", "user_stats__purchases"])
+        await expectStatus(.invalidArgument, mentioning: "entities.user_id[1]") {
+            _ = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: references + field(3, key + column([string("u1"), FeatureValue()]))),
+                                              options: FeatureStoreFixture.options)
+        }
+        await expectStatus(.internal, mentioning: "GetOnlineFeaturesRequest") {
+            _ = try await store.channel.unary(path: path, payload: ByteBuffer(bytes: references + field(3, field(1, [0x75, 0xFF]) + users)),
+                                              options: FeatureStoreFixture.options)
         }
         await store.stop()
     }
