@@ -71,7 +71,8 @@ let package = Package(
                 "MeridianRPC",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            path: "Shared/StandardProtos"
+            path: "Shared/StandardProtos",
+            swiftSettings: swiftSettings
         ),
         .target(
             name: "StandardServices",
@@ -89,7 +90,8 @@ let package = Package(
                 "MeridianRPC", "StandardProtos",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            path: "Shared/Contracts"
+            path: "Shared/Contracts",
+            swiftSettings: swiftSettings
         ),
         .target(
             name: "ServiceKit",
