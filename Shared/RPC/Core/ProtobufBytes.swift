@@ -9,8 +9,14 @@ struct ProtobufBytes: SwiftProtobufContiguousBytes {
 
     @usableFromInline init(_ buffer: ByteBuffer) { self.buffer = buffer }
 
+    /// What SwiftProtobuf encodes into. The buffer starts with room for
+    /// gRPC's 5-byte message prefix before its readable bytes, so framing
+    /// the payload (`WireFormat.frame`) writes the prefix in place instead
+    /// of copying the message into a new buffer.
     @usableFromInline init(repeating: UInt8, count: Int) {
-        buffer = ByteBuffer(repeating: repeating, count: count)
+        buffer = ByteBufferAllocator().buffer(capacity: WireFormat.prefixLength + count)
+        buffer.writeRepeatingByte(repeating, count: WireFormat.prefixLength + count)
+        buffer.moveReaderIndex(forwardBy: WireFormat.prefixLength)
     }
 
     @usableFromInline init<S: Sequence>(_ sequence: S) where S.Element == UInt8 {

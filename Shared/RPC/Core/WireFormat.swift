@@ -87,6 +87,25 @@ public enum WireFormat {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// A length-prefixed message's prefix: flag byte, 4-byte big-endian length.
+    public static let prefixLength = 5
+
+    /// Makes `payload` one length-prefixed message. The prefix goes in place
+    /// when the payload has room before its readable bytes (`rpcPayload`
+    /// leaves it), else the payload is copied after it.
+    public static func frame(_ payload: inout ByteBuffer) {
+        let length = payload.readableBytes
+        guard payload.readerIndex >= prefixLength else {
+            var framed = ByteBufferAllocator().buffer(capacity: prefixLength + length)
+            writeFrame(payload, into: &framed)
+            payload = framed
+            return
+        }
+        payload.moveReaderIndex(to: payload.readerIndex - prefixLength)
+        payload.setInteger(UInt8(0), at: payload.readerIndex)
+        payload.setInteger(UInt32(length), at: payload.readerIndex + 1)
+    }
+
     /// Writes one length-prefixed message: flag byte, 4-byte big-endian length,
     /// payload. We never compress.
     public static func writeFrame(_ payload: ByteBuffer, into buffer: inout ByteBuffer) {
@@ -135,7 +154,9 @@ struct MessageDeframer {
         guard buffer.readableBytes >= 5 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)
         let message = buffer.readSlice(length: Int(length))!
-        if buffer.readableBytes == 0 { buffer.clear() } else if buffer.readerIndex > 65536 { buffer.discardReadBytes() }
+        // The message shares the buffer's storage: clearing it would allocate
+        // new storage, while the empty buffer allocates nothing until used.
+        if buffer.readableBytes == 0 { buffer = ByteBuffer() } else if buffer.readerIndex > 65536 { buffer.discardReadBytes() }
         return message
     }
 }

@@ -23,6 +23,17 @@ struct HTTP2HeaderField {
     var nameString: String { String(decoding: name, as: UTF8.self) }
     var valueString: String { String(decoding: value, as: UTF8.self) }
 
+    /// The value as a string: `known` itself when the bytes are its UTF-8,
+    /// so a value every call repeats (a path, a content type) shares one
+    /// string instead of allocating its own.
+    func valueString(reusing known: String) -> String {
+        var known = known
+        let same = known.withUTF8 { bytes in
+            bytes.count == value.count && (bytes.count == 0 || memcmp(bytes.baseAddress!, value.baseAddress!, bytes.count) == 0)
+        }
+        return same ? known : valueString
+    }
+
     func nameIs(_ text: StaticString) -> Bool {
         name.count == text.utf8CodeUnitCount && (name.count == 0 || memcmp(name.baseAddress!, text.utf8Start, name.count) == 0)
     }

@@ -70,7 +70,8 @@ public struct RPCServiceMethod: Sendable {
             let response = try await handler(request, context)
             var payload = try response.rpcPayload()
             context.writeEncodedResponseFields(into: &payload)
-            call.respondUnary(payload, context: context)
+            WireFormat.frame(&payload)
+            call.respondUnary(framed: payload, context: context)
         }
     }
 
@@ -93,7 +94,8 @@ public struct RPCServiceMethod: Sendable {
             let response = try await handler(RPCRequestStream(call: call), context)
             var payload = try response.rpcPayload()
             context.writeEncodedResponseFields(into: &payload)
-            call.respondUnary(payload, context: context)
+            WireFormat.frame(&payload)
+            call.respondUnary(framed: payload, context: context)
         }
     }
 

@@ -261,12 +261,18 @@ final class ServerCall: @unchecked Sendable {
     }
 
     /// Unary-response fast path: headers, the message and the status in one go.
-    func respondUnary(_ payload: ByteBuffer, context: ServerContext) {
+    /// Sends the one response message, already framed (`WireFormat.frame`).
+    func respondUnary(framed message: ByteBuffer, context: ServerContext) {
         onLoop {
             guard !self.isClosed, self.state != .finished else { return }
             self.drainStaged()
             self.startResponseIfNeeded(context: context)
-            WireFormat.writeFrame(payload, into: &self.pendingOutbound)
+            if self.pendingOutbound.readableBytes == 0 {
+                self.pendingOutbound = message  // the usual case: sent from the message's own buffer
+            } else {
+                var message = message
+                self.pendingOutbound.writeBuffer(&message)
+            }
             self.queueTrailers(status: .ok, trailers: context.responseTrailers)
         }
     }

@@ -20,6 +20,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     private var draining = false
     private var closeAfterFlush = false
     private var flushScheduled = false
+    /// The method this connection last called, by path: most connections
+    /// call one or two methods, so its path string and route are reused.
+    private var lastRoute: (path: String, method: RPCServiceMethod)?
     /// Where handler tasks run: this connection's event loop, or (nil) the
     /// global concurrent executor.
     private var handlerExecutor: EventLoopTaskExecutor?
@@ -176,11 +179,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         guard let call = calls[streamID], call.method == nil, !call.isFinished else { return }
         // Names compared as bytes; strings made only of what the call keeps.
         if field.nameIs(":path") {
-            call.path = field.valueString
+            call.path = field.valueString(reusing: lastRoute?.path ?? "")
         } else if field.nameIs(":method") {
             call.headers.method = field.valueString
         } else if field.nameIs("content-type") {
-            call.headers.contentType = field.valueString
+            call.headers.contentType = field.valueString(reusing: "application/grpc")
         } else if field.nameIs("te") || field.nameIs(":scheme") || field.nameIs(":authority") || field.nameIs("user-agent")
                     || field.nameIs("grpc-accept-encoding") {
             return  // reserved, and nothing the server uses
@@ -261,9 +264,16 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             }
             deadline = .now() + .nanoseconds(nanoseconds)
         }
-        guard let method = shared.router.method(for: call.path) else {
-            call.sendTrailersOnly(status: shared.router.unimplementedStatus(for: call.path))
-            return
+        let method: RPCServiceMethod
+        if let lastRoute, lastRoute.path == call.path {
+            method = lastRoute.method  // a connection mostly calls one method: same string, compared by identity first
+        } else {
+            guard let found = shared.router.method(for: call.path) else {
+                call.sendTrailersOnly(status: shared.router.unimplementedStatus(for: call.path))
+                return
+            }
+            method = found
+            lastRoute = (call.path, found)
         }
         guard !draining else {
             call.sendTrailersOnly(status: RPCStatus(.unavailable, "server is shutting down"))
