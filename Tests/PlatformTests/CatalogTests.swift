@@ -159,6 +159,36 @@ final class CatalogFixture: Sendable {
         await catalog.stop()
     }
 
+    /// Reads remember missing ids too (SQLite's cache); every way of
+    /// writing a product must make it readable at once.
+    @Test(arguments: Backend.allCases) func productsAskedForBeforeTheyExistAreFoundOnceWritten(backend: Backend) async throws {
+        let catalog = try await CatalogFixture(backend)
+        let ids = ["created", "imported", "upserted"]
+        func missing() async throws -> [String] {
+            try await catalog.client.batchGetProducts(.with { $0.productIds = ids }, options: CatalogFixture.options()).missingProductIds
+        }
+        for _ in 0..<2 { #expect(try await missing() == ids) }
+        let unknown = await #expect(throws: RPCError.self) {
+            _ = try await catalog.client.getProduct(.with { $0.productID = "created" }, options: CatalogFixture.options())
+        }
+        #expect(unknown?.code == .notFound)
+
+        let created = try await catalog.create(CatalogFixture.product("created"))
+        #expect(try await catalog.client.getProduct(.with { $0.productID = "created" }, options: CatalogFixture.options()) == created)
+        _ = try await catalog.client.importProducts(options: CatalogFixture.options()) { requests in
+            try await requests.write(.with { $0.products = [CatalogFixture.product("imported")] })
+        }
+        _ = try await catalog.client.updateProduct(.with {
+            $0.product = CatalogFixture.product("upserted")
+            $0.allowMissing = true
+        }, options: CatalogFixture.options())
+        #expect(try await missing() == [])
+
+        _ = try await catalog.client.deleteProduct(.with { $0.productID = "created" }, options: CatalogFixture.options())
+        #expect(try await missing() == ["created"])
+        await catalog.stop()
+    }
+
     @Test(arguments: Backend.allCases) func pagingCoversEveryProductOnceEvenWithConcurrentInserts(backend: Backend) async throws {
         let catalog = try await CatalogFixture(backend)
         // Empty table: one empty page, no token.

@@ -5,15 +5,18 @@ import Synchronization
 /// An in-memory read-through cache of products by id in front of a store
 /// whose only writer is this process (embedded SQLite): every write goes
 /// through here, so entries are replaced or dropped exactly when the row
-/// changes. GetProduct and BatchGetProducts hit memory; lists, search and
-/// the change feed go to the store.
+/// changes. GetProduct and BatchGetProducts hit memory, for products that
+/// exist and for ids known to be missing alike (a miss went to the store
+/// every time, nine times the cost of a hit); lists, search and the change
+/// feed go to the store.
 public final class CachedProductStore: ProductStore {
     private let base: any ProductStore
     private let capacity: Int
     private let state = Mutex(State())
 
     private struct State {
-        var entries: [Key: Product] = [:]
+        /// nil: the store has no such product.
+        var entries: [Key: Product?] = [:]
         /// Bumped by every write, so a read that raced a write does not
         /// cache what it loaded before the write committed.
         var generation: UInt64 = 0
@@ -34,13 +37,17 @@ public final class CachedProductStore: ProductStore {
         var missing: [String] = []
         let generation = state.withLock { state in
             for id in ids {
-                if let product = state.entries[Key(tenant: tenant.value, productID: id)] { found[id] = product } else { missing.append(id) }
+                switch state.entries[Key(tenant: tenant.value, productID: id)] {
+                case .some(.some(let product)): found[id] = product
+                case .some(.none): break  // known missing
+                case .none: missing.append(id)
+                }
             }
             return state.generation
         }
         guard !missing.isEmpty else { return found }
         let loaded = try await base.products(tenant: tenant, ids: missing)
-        store(loaded.values, tenant: tenant, loadedAt: generation)
+        store(missing, loaded: loaded, tenant: tenant, loadedAt: generation)
         return found.merging(loaded) { cached, _ in cached }
     }
 
@@ -61,11 +68,12 @@ public final class CachedProductStore: ProductStore {
         return created
     }
 
-    private func store(_ products: some Sequence<Product>, tenant: TenantID, loadedAt generation: UInt64) {
+    /// Keeps what loading `ids` found, and that the others are missing.
+    private func store(_ ids: [String], loaded: [String: Product], tenant: TenantID, loadedAt generation: UInt64) {
         state.withLock { state in
             guard state.generation == generation else { return }
-            if state.entries.count >= capacity { state.entries.removeAll(keepingCapacity: true) }
-            for product in products { state.entries[Key(tenant: tenant.value, productID: product.productID)] = product }
+            if state.entries.count + ids.count > capacity { state.entries.removeAll(keepingCapacity: true) }
+            for id in ids { state.entries[Key(tenant: tenant.value, productID: id)] = .some(loaded[id]) }
         }
     }
 
