@@ -384,7 +384,7 @@ enum HeaderCoding {
             fields.append(("grpc-message", WireFormat.percentEncode(status.message)))
         }
         if let details = status.details {
-            fields.append(("grpc-status-details-bin", details.base64EncodedString().trimmingCharacters(in: ["="])))
+            fields.append(("grpc-status-details-bin", Base64.encodeUnpadded(details)))
         }
         return fields
     }
@@ -393,7 +393,7 @@ enum HeaderCoding {
         for (key, value) in metadata where !Metadata.isReserved(key) {
             switch value {
             case .string(let s): fields.append((key, s))
-            case .binary(let d): fields.append((key, d.base64EncodedString().trimmingCharacters(in: ["="])))
+            case .binary(let d): fields.append((key, Base64.encodeUnpadded(d)))
             }
         }
     }
