@@ -9,7 +9,7 @@ import Synchronization
 /// install what it read, so a slow read can never put back a row a write
 /// replaced. With shared storage (PostgreSQL, several replicas) rows are not
 /// cached and the registry is reloaded in the background every
-/// `registryRefresh`.
+/// `sharedRegistryRefresh` (`RefreshingCache`).
 final class OnlineCache: Sendable {
     struct Registry: Sendable {
         var views: [String: FeatureView]
@@ -54,9 +54,6 @@ final class OnlineCache: Sendable {
     }
 
     private struct State {
-        var registries: [TenantID: (registry: Registry, loadedAt: ContinuousClock.Instant)] = [:]
-        /// Tenants whose registry a background load is replacing.
-        var refreshing: Set<TenantID> = []
         /// nil: known to have no row.
         var rows: [RowKey: StoredRow?] = [:]
         var generation = 0
@@ -65,59 +62,29 @@ final class OnlineCache: Sendable {
     private let storage: any FeatureStorage
     private let maxRows: Int
     private let cachesRows: Bool
-    private let registryRefresh: Duration?
+    private let registries: RefreshingCache<TenantID, Registry>
     private let state = Mutex(State())
 
     init(storage: any FeatureStorage, soleWriter: Bool, maxRows: Int = 1_000_000, sharedRegistryRefresh: Duration = .seconds(5)) {
         self.storage = storage
         self.maxRows = soleWriter ? maxRows : 0
         self.cachesRows = soleWriter
-        self.registryRefresh = soleWriter ? nil : sharedRegistryRefresh
+        registries = RefreshingCache(refreshInterval: soleWriter ? nil : sharedRegistryRefresh) { tenant in
+            let (views, services) = try await storage.registry(tenant: tenant)
+            return Registry(views: Dictionary(uniqueKeysWithValues: views.map { ($0.name, $0) }),
+                            services: Dictionary(uniqueKeysWithValues: services.map { ($0.name, $0) }))
+        }
     }
 
-    /// The tenant's registry. A stale one (shared storage) is still
-    /// answered while one background load replaces it: reloading on the
-    /// request path made every lookup arriving during the reload load too.
+    /// The tenant's registry, resolved once per load, never per request.
     func registry(tenant: TenantID) async throws -> Registry {
-        let (cached, refresh, generation) = state.withLock { state -> (Registry?, Bool, Int) in
-            guard let cached = state.registries[tenant] else { return (nil, false, state.generation) }
-            guard let interval = registryRefresh, cached.loadedAt.duration(to: .now) >= interval,
-                  !state.refreshing.contains(tenant) else { return (cached.registry, false, state.generation) }
-            state.refreshing.insert(tenant)
-            return (cached.registry, true, state.generation)
-        }
-        if let cached {
-            if refresh {
-                Task {
-                    let loaded = try? await self.loadRegistry(tenant: tenant, generation: generation)
-                    self.state.withLock { state in
-                        state.refreshing.remove(tenant)
-                        // A failed reload keeps the current registry; the next lookup after this one tries again.
-                        if loaded == nil, state.generation == generation, let current = state.registries[tenant] {
-                            state.registries[tenant] = (current.registry, .now)
-                        }
-                    }
-                }
-            }
-            return cached
-        }
-        return try await loadRegistry(tenant: tenant, generation: generation)
-    }
-
-    private func loadRegistry(tenant: TenantID, generation: Int) async throws -> Registry {
-        let (views, services) = try await storage.registry(tenant: tenant)
-        let registry = Registry(views: Dictionary(uniqueKeysWithValues: views.map { ($0.name, $0) }),
-                                services: Dictionary(uniqueKeysWithValues: services.map { ($0.name, $0) }))
-        state.withLock { state in
-            if state.generation == generation { state.registries[tenant] = (registry, .now) }
-        }
-        return registry
+        try await registries.value(for: tenant)
     }
 
     func invalidateRegistry(tenant: TenantID) {
+        registries.invalidate(tenant)
         state.withLock { state in
             state.generation += 1
-            state.registries[tenant] = nil
             // A deleted view's rows go with it.
             state.rows = state.rows.filter { $0.key.tenant != tenant }
         }
