@@ -12,13 +12,19 @@ import Synchronization
 ///   arrived during the reload wait for a reload of its own.
 /// - A failed refresh keeps the current value and tries again an interval
 ///   later. A failed first load is the caller's error and keeps nothing.
+///
+/// The read path is inlinable: as unspecialized generic code across the
+/// module boundary it cost a feature lookup several percent.
 public final class RefreshingCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
-    private struct Entry {
-        var value: Value?
-        var checkedAt: ContinuousClock.Instant = .now
+    @usableFromInline
+    struct Entry {
+        @usableFromInline var value: Value?
+        @usableFromInline var checkedAt: ContinuousClock.Instant = .now
         /// Bumped by every invalidation.
-        var generation = 0
-        var refreshing = false
+        @usableFromInline var generation = 0
+        @usableFromInline var refreshing = false
+
+        @usableFromInline init() {}
     }
 
     private struct LoadKey: Hashable, Sendable {
@@ -26,10 +32,10 @@ public final class RefreshingCache<Key: Hashable & Sendable, Value: Sendable>: S
         var generation: Int
     }
 
-    private let refreshInterval: Duration?
+    @usableFromInline let refreshInterval: Duration?
     private let load: @Sendable (Key) async throws -> Value
     private let refreshValue: @Sendable (Key, Value) async throws -> Value?
-    private let entries = Mutex<[Key: Entry]>([:])
+    @usableFromInline let entries = Mutex<[Key: Entry]>([:])
     private let loads = SingleFlight<LoadKey, Result<Value, any Error>>()
 
     /// - Parameters:
@@ -47,6 +53,7 @@ public final class RefreshingCache<Key: Hashable & Sendable, Value: Sendable>: S
         refreshValue = refresh ?? { key, _ in try await load(key) }
     }
 
+    @inlinable
     public func value(for key: Key) async throws -> Value {
         let (cached, generation, refreshNow) = entries.withLock { entries -> (Value?, Int, Bool) in
             guard let entry = entries[key], let value = entry.value else { return (nil, entries[key]?.generation ?? 0, false) }
@@ -57,10 +64,20 @@ public final class RefreshingCache<Key: Hashable & Sendable, Value: Sendable>: S
             return (value, entry.generation, true)
         }
         if let cached {
-            if refreshNow { Task { await self.refresh(key, current: cached, generation: generation) } }
+            if refreshNow { startRefresh(key, current: cached, generation: generation) }
             return cached
         }
-        return try await loads.run(key: LoadKey(key: key, generation: generation)) {
+        return try await loadOnce(key, generation: generation)
+    }
+
+    @usableFromInline
+    func startRefresh(_ key: Key, current: Value, generation: Int) {
+        Task { await self.refresh(key, current: current, generation: generation) }
+    }
+
+    @usableFromInline
+    func loadOnce(_ key: Key, generation: Int) async throws -> Value {
+        try await loads.run(key: LoadKey(key: key, generation: generation)) {
             do {
                 let value = try await self.load(key)
                 self.install(value, for: key, generation: generation)
