@@ -306,23 +306,27 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             lookups.append(try keys.map { key in try rows[key].map { try FoundRow($0, layout: view, now: now) } })
         }
 
-        // checkEntities made sure the request's join keys are the plan's.
-        let joinKeyValues = try plan.joinKeys.map { key in try request.entities[key]!.val.map(Self.encodedJoinKey) }
-        let keyCount = joinKeyValues.count
-        let bytes = ResultsEncoding.encode(prefix: plan.encodedMetadata, columns: keyCount + columns.count, rows: rowCount) { column, row in
-            guard column >= keyCount else { return ResultCell(value: joinKeyValues[column][row], status: .present, eventTime: nil) }
-            let feature = columns[column - keyCount]
-            return Self.cell(lookups[slots[feature.view.index]][row], position: feature.position)
+        // Every cell of the response once, column after column; the join
+        // keys first (checkEntities made sure they are the plan's).
+        // Values served per view and status are counted on the way
+        // (indexed by the status's number).
+        var cells: [ResultCell] = []
+        cells.reserveCapacity((plan.joinKeys.count + columns.count) * rowCount)
+        for key in plan.joinKeys {
+            for value in request.entities[key]!.val {
+                cells.append(ResultCell(value: try Self.encodedJoinKey(value), status: .present, eventTime: nil))
+            }
         }
-        context.appendEncodedResponseFields(bytes)
-        // Values served per view and status (indexed by the status's number).
         var statusCounts = [[Int]](repeating: [Int](repeating: 0, count: FeatureStoreMetrics.statusCount), count: views.count)
         for column in columns {
             let slot = slots[column.view.index]
             for found in lookups[slot] {
-                statusCounts[slot][Self.cell(found, position: column.position).status.rawValue] += 1
+                let cell = Self.cell(found, position: column.position)
+                statusCounts[slot][cell.status.rawValue] += 1
+                cells.append(cell)
             }
         }
+        context.appendEncodedResponseFields(ResultsEncoding.encode(prefix: plan.encodedMetadata, cells: cells, rows: rowCount))
         FeatureStoreMetrics.recordLookup(tenant: tenant, views: views, counts: statusCounts)
         // Every field is in the encoded bytes.
         return Platform_Featurestore_V1_GetOnlineFeaturesResponse()

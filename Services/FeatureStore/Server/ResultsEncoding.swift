@@ -23,10 +23,12 @@ struct ResultCell {
 /// exactly that size: building each vector in scratch arrays and copying it
 /// into the response cost 15% of a 1 x 50 lookup.
 enum ResultsEncoding {
-    /// `prefix` (already encoded fields, the metadata), then `columns`
-    /// FeatureVectors (field 2) of `rows` cells each; `cell(column, row)`
-    /// must give the same answer every time it is asked.
-    static func encode(prefix: [UInt8], columns: Int, rows: Int, cell: (_ column: Int, _ row: Int) -> ResultCell) -> [UInt8] {
+    /// `prefix` (already encoded fields, the metadata), then one
+    /// FeatureVector (field 2) per column of `cells`, which holds `rows`
+    /// cells a column, column after column.
+    static func encode(prefix: [UInt8], cells: [ResultCell], rows: Int) -> [UInt8] {
+        let columns = rows == 0 ? 0 : cells.count / rows
+        func cell(_ column: Int, _ row: Int) -> ResultCell { cells[column * rows + row] }
         var vectorSizes = [Int](repeating: 0, count: columns)
         var total = prefix.count
         for column in 0..<columns {
