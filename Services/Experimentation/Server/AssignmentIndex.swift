@@ -28,11 +28,9 @@ final class AssignmentIndex: Sendable {
         var version: ExperimentSetVersion
     }
 
-    private let store: any ExperimentStore
     private let cache: RefreshingCache<TenantID, Loaded>
 
     init(store: any ExperimentStore, refreshInterval: Duration = .seconds(5)) {
-        self.store = store
         cache = RefreshingCache(
             refreshInterval: refreshInterval,
             load: { tenant in try await Self.load(tenant: tenant, store: store) },
