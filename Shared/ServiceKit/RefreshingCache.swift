@@ -55,6 +55,27 @@ public final class RefreshingCache<Key: Hashable & Sendable, Value: Sendable>: S
 
     @inlinable
     public func value(for key: Key) async throws -> Value {
+        switch lookUp(key) {
+        case .found(let value): value
+        case .missing(let generation): try await loadOnce(key, generation: generation)
+        }
+    }
+
+    /// The key's value if it is loaded, without waiting (starting a
+    /// background refresh when one is due); nil when it must be loaded.
+    @inlinable
+    public func loadedValue(for key: Key) -> Value? {
+        if case .found(let value) = lookUp(key) { value } else { nil }
+    }
+
+    @usableFromInline
+    enum LookUp {
+        case found(Value)
+        case missing(generation: Int)
+    }
+
+    @inlinable
+    func lookUp(_ key: Key) -> LookUp {
         let (cached, generation, refreshNow) = entries.withLock { entries -> (Value?, Int, Bool) in
             guard let entry = entries[key], let value = entry.value else { return (nil, entries[key]?.generation ?? 0, false) }
             guard let refreshInterval, !entry.refreshing, entry.checkedAt.duration(to: .now) >= refreshInterval else {
@@ -63,11 +84,9 @@ public final class RefreshingCache<Key: Hashable & Sendable, Value: Sendable>: S
             entries[key]?.refreshing = true
             return (value, entry.generation, true)
         }
-        if let cached {
-            if refreshNow { startRefresh(key, current: cached, generation: generation) }
-            return cached
-        }
-        return try await loadOnce(key, generation: generation)
+        guard let cached else { return .missing(generation: generation) }
+        if refreshNow { startRefresh(key, current: cached, generation: generation) }
+        return .found(cached)
     }
 
     @usableFromInline

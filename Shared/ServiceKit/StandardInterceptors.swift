@@ -1,39 +1,40 @@
 import Logging
 import MeridianRPC
 import Metrics
+import NIOCore
 import Synchronization
 
 /// Logs every call that fails, and every call at debug level, with its
-/// method, status and duration.
-public struct LoggingInterceptor: ServerInterceptor {
+/// method, status and duration (from when its headers were read).
+public struct LoggingInterceptor: ServerCallObserver {
     let logger: Logger
 
     public init(logger: Logger) {
         self.logger = logger
     }
 
-    public func intercept(context: ServerContext, next: @Sendable () async throws -> Void) async throws {
-        let start = ContinuousClock.now
-        do {
-            try await next()
-            logger.debug("rpc ok", metadata: metadata(context, start, code: "OK"))
-        } catch let error as RPCError {
+    public func callStarting(context: ServerContext) {}
+
+    public func callEnded(context: ServerContext, error: (any Error)?) {
+        switch error {
+        case nil:
+            if logger.logLevel <= .debug { logger.debug("rpc ok", metadata: metadata(context, code: "OK")) }
+        case let error as RPCError:
             let level: Logger.Level = Self.isServerFault(error.code) ? .warning : .debug
-            var fields = metadata(context, start, code: "\(error.code)")
+            guard logger.logLevel <= level else { return }
+            var fields = metadata(context, code: "\(error.code)")
             fields["rpc.message"] = "\(error.message)"
             logger.log(level: level, "rpc failed", metadata: fields)
-            throw error
-        } catch {
-            logger.debug("rpc failed", metadata: metadata(context, start, code: "\(type(of: error))"))
-            throw error
+        case let error?:
+            if logger.logLevel <= .debug { logger.debug("rpc failed", metadata: metadata(context, code: "\(type(of: error))")) }
         }
     }
 
-    private func metadata(_ context: ServerContext, _ start: ContinuousClock.Instant, code: String) -> Logger.Metadata {
+    private func metadata(_ context: ServerContext, code: String) -> Logger.Metadata {
         var fields: Logger.Metadata = [
             "rpc.method": "\(context.path)",
             "rpc.code": "\(code)",
-            "rpc.duration_ms": "\((ContinuousClock.now - start).milliseconds)",
+            "rpc.duration_ms": "\(Double((NIODeadline.now() - context.receivedAt).nanoseconds) / 1e6)",
             "peer": "\(context.peer)",
         ]
         if let tenant = context.requestMetadata["x-tenant-id"] { fields["tenant"] = "\(tenant)" }
@@ -47,9 +48,10 @@ public struct LoggingInterceptor: ServerInterceptor {
 }
 
 /// Counts calls and times them per method and status code through
-/// swift-metrics: `rpc_server_calls_total` and `rpc_server_duration_seconds`.
-/// Whatever metrics backend the executable bootstrapped receives them.
-public struct MetricsInterceptor: ServerInterceptor {
+/// swift-metrics: `rpc_server_calls_total` and `rpc_server_duration_seconds`
+/// (from when the call's headers were read). Whatever metrics backend the
+/// executable bootstrapped receives them.
+public struct MetricsInterceptor: ServerCallObserver {
     let service: String
     private let handles = MetricHandles()
 
@@ -57,26 +59,19 @@ public struct MetricsInterceptor: ServerInterceptor {
         self.service = service
     }
 
-    public func intercept(context: ServerContext, next: @Sendable () async throws -> Void) async throws {
-        let start = ContinuousClock.now
-        var code = "OK"
-        defer {
-            let (calls, duration) = handles.handles(service: service, context: context, code: code)
-            calls.increment()
-            duration.record(duration: ContinuousClock.now - start)
+    public func callStarting(context: ServerContext) {}
+
+    public func callEnded(context: ServerContext, error: (any Error)?) {
+        let code: String
+        switch error {
+        case nil: code = "OK"
+        case let error as RPCError: code = "\(error.code)"
+        case is CancellationError: code = "CANCELLED"
+        default: code = "UNKNOWN"
         }
-        do {
-            try await next()
-        } catch let error as RPCError {
-            code = "\(error.code)"
-            throw error
-        } catch is CancellationError {
-            code = "CANCELLED"
-            throw CancellationError()
-        } catch {
-            code = "UNKNOWN"
-            throw error
-        }
+        let (calls, duration) = handles.handles(service: service, context: context, code: code)
+        calls.increment()
+        duration.recordNanoseconds((NIODeadline.now() - context.receivedAt).nanoseconds)
     }
 }
 

@@ -115,7 +115,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     /// instead of one syscall each. A single call waits only for the tasks
     /// queued ahead of it, never for a timer.
     func flushSoon() {
-        guard !flushScheduled, let context else { return }
+        // While reading, the end of the read flushes (calls answered
+        // immediately are answered there).
+        guard !flushScheduled, !isReading, let context else { return }
         flushScheduled = true
         context.eventLoop.assumeIsolated().execute { [self] in
             flushScheduled = false
@@ -312,13 +314,47 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     private func launch(_ call: ServerCall) {
         guard let method = call.method, let serverContext = call.context else { return }
-        call.task = Self.startTask(call, method: method, context: serverContext, shared: shared, on: handlerExecutor)
+        if let immediate = method.immediate, let observers = shared.interceptors.observers {
+            answerImmediately(call, immediate, observers: observers, context: serverContext)
+            return
+        }
+        call.task = startTask { [shared] in await Self.serve(call, method: method, context: serverContext, shared: shared) }
     }
 
-    private static func startTask(_ call: ServerCall, method: RPCServiceMethod, context: ServerContext, shared: RPCServer.Shared,
-                                  on executor: EventLoopTaskExecutor?) -> Task<Void, Never> {
-        guard let executor else { return Task { await serve(call, method: method, context: context, shared: shared) } }
-        return Task(executorPreference: executor) { await serve(call, method: method, context: context, shared: shared) }
+    private func startTask(_ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        guard let handlerExecutor else { return Task(operation: body) }
+        return Task(executorPreference: handlerExecutor, operation: body)
+    }
+
+    /// Serves a call on the event loop, without a task, when its method can
+    /// answer from what it has at hand; otherwise its remainder goes to a
+    /// task. The observers see the call once either way.
+    private func answerImmediately(_ call: ServerCall, _ immediate: (ServerCall, ServerContext) throws -> RPCServiceMethod.Remainder?,
+                                   observers: [any ServerCallObserver], context: ServerContext) {
+        do {
+            try observers.start(context: context)
+        } catch {
+            call.finish(status: Self.status(for: error, context: context, logger: shared.logger), context: context)
+            return
+        }
+        do {
+            guard let remainder = try immediate(call, context) else {
+                observers.end(context: context, error: nil)
+                return
+            }
+            call.task = startTask { [shared] in
+                do {
+                    try await ServerContext.$current.withValue(context) { try await remainder() }
+                    observers.end(context: context, error: nil)
+                } catch {
+                    observers.end(context: context, error: error)
+                    call.finish(status: Self.status(for: error, context: context, logger: shared.logger), context: context)
+                }
+            }
+        } catch {
+            observers.end(context: context, error: error)
+            call.finish(status: Self.status(for: error, context: context, logger: shared.logger), context: context)
+        }
     }
 
     /// The body of a handler's task: interceptors, the handler, and the
