@@ -36,10 +36,33 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
     public func getProduct(request: Platform_Catalog_V1_GetProductRequest, context: ServerContext) async throws -> Product {
         let tenant = try TenantID.from(context)
         try check(ProductValidation.productIDViolations(request.productID))
-        guard let product = try await store.products(tenant: tenant, ids: [request.productID])[request.productID] else {
-            throw notFound(request.productID)
-        }
+        return try found(request.productID, in: try await store.products(tenant: tenant, ids: [request.productID]))
+    }
+
+    /// GetProduct answered on the event loop when the store knows the id
+    /// in memory (see `CachedProductStore`); nil otherwise.
+    func productAtOnce(_ request: Platform_Catalog_V1_GetProductRequest, context: ServerContext) throws -> Product? {
+        let tenant = try TenantID.from(context)
+        try check(ProductValidation.productIDViolations(request.productID))
+        guard let known = store.productsInMemory(tenant: tenant, ids: [request.productID]) else { return nil }
+        return try found(request.productID, in: known)
+    }
+
+    private func found(_ id: String, in products: [String: Product]) throws -> Product {
+        guard let product = products[id] else { throw notFound(id) }
         return product
+    }
+
+    /// The service as hosted: the generated methods, with GetProduct
+    /// answered at once from memory when it can be.
+    var hostedService: any RPCService {
+        replacingMethods([
+            .unary(Platform_Catalog_V1_CatalogService.Method.getProduct,
+                   decode: { payload throws(RPCError) in try Platform_Catalog_V1_GetProductRequest(rpcPayload: payload) },
+                   immediately: { request, context in try productAtOnce(request, context: context) }) { request, context in
+                try await getProduct(request: request, context: context)
+            },
+        ])
     }
 
     public func batchGetProducts(request: Platform_Catalog_V1_BatchGetProductsRequest, context: ServerContext) async throws -> Platform_Catalog_V1_BatchGetProductsResponse {

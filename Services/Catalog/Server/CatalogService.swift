@@ -34,7 +34,7 @@ public func buildService(
     }
     let pruning = startHousekeeping { try await store.pruneExpired(now: Date()) }
     return ServiceHost(
-        configuration: configuration, services: [handler], logger: logger, metricsExporter: metricsExporter,
+        configuration: configuration, services: [handler.hostedService], logger: logger, metricsExporter: metricsExporter,
         readinessCheck: { await store.isAvailable() },
         onShutdown: {
             pruning.cancel()

@@ -45,6 +45,11 @@ final class AssignmentIndex: Sendable {
         try await cache.value(for: tenant).snapshot
     }
 
+    /// The tenant's snapshot if loaded, without waiting.
+    func loadedSnapshot(tenant: TenantID) -> Snapshot? {
+        cache.loadedValue(for: tenant)?.snapshot
+    }
+
     func invalidate(tenant: TenantID) {
         cache.invalidate(tenant)
     }

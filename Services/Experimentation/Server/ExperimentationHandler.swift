@@ -172,7 +172,8 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
     var hostedService: any RPCService {
         replacingMethods([
             .unary(Platform_Experimentation_V1_ExperimentationService.Method.getAssignments,
-                   decode: { payload throws(RPCError) in try AssignmentsQuery(payload: payload) }) { query, context in
+                   decode: { payload throws(RPCError) in try AssignmentsQuery(payload: payload) },
+                   immediately: { query, context in try assignmentsAtOnce(query, context: context) }) { query, context in
                 try await getAssignments(query, context: context)
             },
         ])
@@ -186,6 +187,27 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
     /// straight from its bytes (see `hostedService`).
     func getAssignments(_ request: AssignmentsQuery, context: ServerContext) async throws -> Platform_Experimentation_V1_GetAssignmentsResponse {
         let tenant = try TenantID.from(context)
+        try check(request)
+        let selected = try select(request, from: try await index.snapshot(tenant: tenant))
+        // Sticky experiments first look up the unit's stored variations, in one read.
+        let stickyUnits = Self.stickyUnits(of: selected, request.attributes)
+        let stored = stickyUnits.isEmpty ? [:] : try await store.stickyVariations(tenant: tenant, units: stickyUnits)
+        return assign(request, selected, stored: stored, tenant: tenant, context: context)
+    }
+
+    /// GetAssignments answered on the event loop: when the tenant's
+    /// experiments are loaded and none of those asked for needs the unit's
+    /// stored (sticky) variations; nil otherwise.
+    func assignmentsAtOnce(_ request: AssignmentsQuery, context: ServerContext) throws -> Platform_Experimentation_V1_GetAssignmentsResponse? {
+        let tenant = try TenantID.from(context)
+        try check(request)
+        guard let snapshot = index.loadedSnapshot(tenant: tenant) else { return nil }
+        let selected = try select(request, from: snapshot)
+        guard Self.stickyUnits(of: selected, request.attributes).isEmpty else { return nil }
+        return assign(request, selected, stored: [:], tenant: tenant, context: context)
+    }
+
+    private func check(_ request: AssignmentsQuery) throws {
         var violations: [FieldViolation] = []
         if request.experimentKeys.count > configuration.maxAssignmentKeys {
             violations.append(FieldViolation("experiment_keys", "at most \(configuration.maxAssignmentKeys) keys, got \(request.experimentKeys.count)"))
@@ -194,24 +216,38 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
             violations.append(FieldViolation("attributes", "at most 64 KiB, got \(request.attributesSize) bytes"))
         }
         try check(violations)
-        let snapshot = try await index.snapshot(tenant: tenant)
-        let selected: [AssignableExperiment]
-        if request.experimentKeys.isEmpty {
-            selected = snapshot.serving
-        } else {
-            selected = try request.experimentKeys.map { key in
-                guard let position = snapshot.byKey[key] else { throw notFound(key) }
-                return snapshot.experiments[position]
-            }
+    }
+
+    /// The experiments asked for (all serving ones when none are named).
+    private func select(_ request: AssignmentsQuery, from snapshot: AssignmentIndex.Snapshot) throws -> Selection {
+        guard !request.experimentKeys.isEmpty else { return Selection(snapshot: snapshot, experiments: snapshot.serving) }
+        return Selection(snapshot: snapshot, experiments: try request.experimentKeys.map { key in
+            guard let position = snapshot.byKey[key] else { throw notFound(key) }
+            return snapshot.experiments[position]
+        })
+    }
+
+    private struct Selection {
+        let snapshot: AssignmentIndex.Snapshot
+        let experiments: [AssignableExperiment]
+    }
+
+    private static func stickyUnits(of selected: Selection, _ attributes: [String: JSONValue]) -> [StickyUnit] {
+        var units: [StickyUnit] = []
+        for experiment in selected.experiments where experiment.isSticky {
+            if let unit = experiment.stickyUnit(attributes) { units.append(StickyUnit(experimentKey: experiment.key, unitID: unit)) }
         }
+        return units
+    }
+
+    /// Decides every selected experiment for the unit and writes the
+    /// response; queues first sticky assignments and exposures.
+    private func assign(_ request: AssignmentsQuery, _ selection: Selection, stored: [StickyUnit: String],
+                        tenant: TenantID, context: ServerContext) -> Platform_Experimentation_V1_GetAssignmentsResponse {
+        let selected = selection.experiments
+        let snapshot = selection.snapshot
         let attributes = request.attributes
         let now = Date()
-        // Sticky experiments first look up the unit's stored variations, in one read.
-        var stickyUnits: [StickyUnit] = []
-        for experiment in selected where experiment.isSticky {
-            if let unit = experiment.stickyUnit(attributes) { stickyUnits.append(StickyUnit(experimentKey: experiment.key, unitID: unit)) }
-        }
-        let stored = stickyUnits.isEmpty ? [:] : try await store.stickyVariations(tenant: tenant, units: stickyUnits)
         var response = Platform_Experimentation_V1_GetAssignmentsResponse()
         var newSticky: [StickyRecord] = []
         var exposures: [ExposureRecord] = []

@@ -278,32 +278,76 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
     var hostedService: any RPCService {
         replacingMethods([
             .unary(Platform_Featurestore_V1_FeatureStoreService.Method.getOnlineFeatures,
-                   decode: { payload throws(RPCError) in try OnlineFeaturesQuery(payload: payload) }) { query, context in
+                   decode: { payload throws(RPCError) in try OnlineFeaturesQuery(payload: payload) },
+                   immediately: { query, context in try onlineFeaturesAtOnce(query, context: context) }) { query, context in
                 try await getOnlineFeatures(query, context: context)
             },
         ])
     }
 
     func getOnlineFeatures(_ query: OnlineFeaturesQuery, context: ServerContext) async throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse {
-        let request = query.request
         let tenant = try TenantID.from(context)
-        let registry = try await cache.registry(tenant: tenant)
+        let lookup = try prepareLookup(query, registry: try await cache.registry(tenant: tenant), tenant: tenant)
+        var rows: [[String: StoredRow]] = []
+        for (view, keys) in zip(lookup.plan.views, lookup.keys) {
+            rows.append(try await cache.rows(tenant: tenant, layout: view, entityKeys: keys))
+        }
+        return try answer(lookup, rows: rows, context: context)
+    }
+
+    /// GetOnlineFeatures answered on the event loop: when the tenant's
+    /// registry and every row asked for are in memory; nil otherwise.
+    func onlineFeaturesAtOnce(_ query: OnlineFeaturesQuery, context: ServerContext) throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse? {
+        let tenant = try TenantID.from(context)
+        guard let registry = cache.loadedRegistry(tenant: tenant) else { return nil }
+        let lookup = try prepareLookup(query, registry: registry, tenant: tenant)
+        var rows: [[String: StoredRow]] = []
+        for (view, keys) in zip(lookup.plan.views, lookup.keys) {
+            guard let found = cache.rowsInMemory(tenant: tenant, layout: view, entityKeys: keys) else { return nil }
+            rows.append(found)
+        }
+        return try answer(lookup, rows: rows, context: context)
+    }
+
+    /// A checked request with its plan, and the entity keys to read in
+    /// each of the plan's views (by that view's own join keys, in row order).
+    private struct Lookup {
+        let request: Platform_Featurestore_V1_GetOnlineFeaturesRequest
+        let tenant: TenantID
+        let plan: LookupPlan
+        let viewCount: Int
+        let rowCount: Int
+        let keys: [[String]]
+    }
+
+    private func prepareLookup(_ query: OnlineFeaturesQuery, registry: OnlineCache.Registry, tenant: TenantID) throws -> Lookup {
+        let request = query.request
         let plan = try lookupPlan(query, registry: registry)
+        let rowCount = try checkEntities(request, plan: plan)
+        let keys = plan.views.map { view in
+            (0..<rowCount).map { row in EntityKey.encode(view.entities.map { request.entities[$0]!.val[row] }) }
+        }
+        return Lookup(request: request, tenant: tenant, plan: plan, viewCount: registry.viewCount, rowCount: rowCount, keys: keys)
+    }
+
+    /// The response to `lookup` from the rows read for each of its views.
+    private func answer(_ lookup: Lookup, rows: [[String: StoredRow]], context: ServerContext) throws -> Platform_Featurestore_V1_GetOnlineFeaturesResponse {
+        let request = lookup.request
+        let plan = lookup.plan
         let columns = plan.columns
         let views = plan.views
-        let rowCount = try checkEntities(request, plan: plan)
+        let rowCount = lookup.rowCount
         let now = Date()
 
-        // One lookup per view, by that view's own join keys; each view's rows
-        // in request order, reduced once to what the columns need: values
-        // by position, event time, and whether the row is past the TTL.
-        var slots = [Int](repeating: -1, count: registry.viewCount)
+        // Each view's rows in request order, reduced once to what the
+        // columns need: values by position, event time, and whether the
+        // row is past the TTL.
+        var slots = [Int](repeating: -1, count: lookup.viewCount)
         var lookups: [[FoundRow?]] = []
-        for view in views {
-            let keys = (0..<rowCount).map { row in EntityKey.encode(view.entities.map { request.entities[$0]!.val[row] }) }
-            let rows = try await cache.rows(tenant: tenant, layout: view, entityKeys: keys)
+        for (index, view) in views.enumerated() {
+            let found = rows[index]
             slots[view.index] = lookups.count
-            lookups.append(try keys.map { key in try rows[key].map { try FoundRow($0, layout: view, now: now) } })
+            lookups.append(try lookup.keys[index].map { key in try found[key].map { try FoundRow($0, layout: view, now: now) } })
         }
 
         // Every cell of the response once, column after column; the join
@@ -327,7 +371,7 @@ public struct FeatureStoreHandler: Platform_Featurestore_V1_FeatureStoreServiceH
             }
         }
         context.appendEncodedResponseFields(ResultsEncoding.encode(prefix: plan.encodedMetadata, cells: cells, rows: rowCount))
-        FeatureStoreMetrics.recordLookup(tenant: tenant, views: views, counts: statusCounts)
+        FeatureStoreMetrics.recordLookup(tenant: lookup.tenant, views: views, counts: statusCounts)
         // Every field is in the encoded bytes.
         return Platform_Featurestore_V1_GetOnlineFeaturesResponse()
     }

@@ -81,6 +81,11 @@ final class OnlineCache: Sendable {
         try await registries.value(for: tenant)
     }
 
+    /// The tenant's registry if loaded, without waiting.
+    func loadedRegistry(tenant: TenantID) -> Registry? {
+        registries.loadedValue(for: tenant)
+    }
+
     func invalidateRegistry(tenant: TenantID) {
         registries.invalidate(tenant)
         state.withLock { state in
@@ -97,6 +102,27 @@ final class OnlineCache: Sendable {
         guard cachesRows else {
             return try await storage.rows(tenant: tenant, view: view, entityKeys: entityKeys).mapValues { try $0.encoded(for: layout) }
         }
+        let (inMemory, missing, generation) = inMemory(tenant: tenant, view: view, entityKeys: entityKeys, stopAtMiss: false)
+        guard !missing.isEmpty else { return inMemory }
+        let loaded = try await storage.rows(tenant: tenant, view: view, entityKeys: missing).mapValues { try $0.encoded(for: layout) }
+        state.withLock { state in
+            guard state.generation == generation else { return }
+            if state.rows.count + missing.count > maxRows { state.rows.removeAll(keepingCapacity: true) }
+            for key in missing { state.rows[RowKey(tenant: tenant, view: view, entity: key)] = .some(loaded[key]) }
+        }
+        return inMemory.merging(loaded) { $1 }
+    }
+
+    /// The rows of `entityKeys` if memory knows every one (found or known
+    /// missing), without waiting; nil when any must be read from storage.
+    func rowsInMemory(tenant: TenantID, layout: ResolvedView, entityKeys: [String]) -> [String: StoredRow]? {
+        guard cachesRows else { return nil }
+        let (found, missing, _) = inMemory(tenant: tenant, view: layout.name, entityKeys: entityKeys, stopAtMiss: true)
+        return missing.isEmpty ? found : nil
+    }
+
+    private func inMemory(tenant: TenantID, view: String, entityKeys: [String], stopAtMiss: Bool)
+        -> (found: [String: StoredRow], missing: [String], generation: Int) {
         var found: [String: StoredRow] = [:]
         var missing: [String] = []
         let generation = state.withLock { state -> Int in
@@ -104,20 +130,14 @@ final class OnlineCache: Sendable {
                 switch state.rows[RowKey(tenant: tenant, view: view, entity: key)] {
                 case .some(.some(let row)): found[key] = row
                 case .some(.none): break
-                case .none: missing.append(key)
+                case .none:
+                    missing.append(key)
+                    if stopAtMiss { return state.generation }
                 }
             }
             return state.generation
         }
-        guard !missing.isEmpty else { return found }
-        let loaded = try await storage.rows(tenant: tenant, view: view, entityKeys: missing).mapValues { try $0.encoded(for: layout) }
-        state.withLock { state in
-            guard state.generation == generation else { return }
-            if state.rows.count + missing.count > maxRows { state.rows.removeAll(keepingCapacity: true) }
-            for key in missing { state.rows[RowKey(tenant: tenant, view: view, entity: key)] = .some(loaded[key]) }
-        }
-        found.merge(loaded) { $1 }
-        return found
+        return (found, missing, generation)
     }
 
     /// After a write committed: forget the rows it may have replaced.

@@ -33,6 +33,19 @@ public final class CachedProductStore: ProductStore {
     }
 
     public func products(tenant: TenantID, ids: [String]) async throws -> [String: Product] {
+        let (found, missing, generation) = inMemory(tenant: tenant, ids: ids, stopAtMiss: false)
+        guard !missing.isEmpty else { return found }
+        let loaded = try await base.products(tenant: tenant, ids: missing)
+        store(missing, loaded: loaded, tenant: tenant, loadedAt: generation)
+        return found.merging(loaded) { cached, _ in cached }
+    }
+
+    public func productsInMemory(tenant: TenantID, ids: [String]) -> [String: Product]? {
+        let (found, missing, _) = inMemory(tenant: tenant, ids: ids, stopAtMiss: true)
+        return missing.isEmpty ? found : nil
+    }
+
+    private func inMemory(tenant: TenantID, ids: [String], stopAtMiss: Bool) -> (found: [String: Product], missing: [String], generation: UInt64) {
         var found: [String: Product] = [:]
         var missing: [String] = []
         let generation = state.withLock { state in
@@ -40,15 +53,14 @@ public final class CachedProductStore: ProductStore {
                 switch state.entries[Key(tenant: tenant.value, productID: id)] {
                 case .some(.some(let product)): found[id] = product
                 case .some(.none): break  // known missing
-                case .none: missing.append(id)
+                case .none:
+                    missing.append(id)
+                    if stopAtMiss { return state.generation }
                 }
             }
             return state.generation
         }
-        guard !missing.isEmpty else { return found }
-        let loaded = try await base.products(tenant: tenant, ids: missing)
-        store(missing, loaded: loaded, tenant: tenant, loadedAt: generation)
-        return found.merging(loaded) { cached, _ in cached }
+        return (found, missing, generation)
     }
 
     public func modify(tenant: TenantID, productID: String, idempotency: IdempotencyKey?,

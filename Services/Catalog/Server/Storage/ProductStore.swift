@@ -12,6 +12,10 @@ public protocol ProductStore: Sendable {
     /// The products with these ids that exist, by id.
     func products(tenant: TenantID, ids: [String]) async throws -> [String: Product]
 
+    /// The same from memory, without waiting, when memory knows every id
+    /// (found or known missing); nil when any needs the store.
+    func productsInMemory(tenant: TenantID, ids: [String]) -> [String: Product]?
+
     /// One page of `query`, after `cursor`, and how many match in all.
     func list(tenant: TenantID, query: ProductQuery, after cursor: PageCursor?, limit: Int) async throws -> (products: [Product], total: Int)
 
@@ -52,6 +56,11 @@ public protocol ProductStore: Sendable {
     func isAvailable() async -> Bool
 
     func close() async throws
+}
+
+extension ProductStore {
+    /// Stores without a cache in memory never answer at once.
+    public func productsInMemory(tenant: TenantID, ids: [String]) -> [String: Product]? { nil }
 }
 
 /// What `modify` should do with the product it read.
