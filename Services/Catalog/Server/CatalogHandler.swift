@@ -36,7 +36,10 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
     public func getProduct(request: Platform_Catalog_V1_GetProductRequest, context: ServerContext) async throws -> Product {
         let tenant = try TenantID.from(context)
         try check(ProductValidation.productIDViolations(request.productID))
-        return try found(request.productID, in: try await store.products(tenant: tenant, ids: [request.productID]))
+        guard let product = try await store.products(tenant: tenant, ids: [request.productID])[request.productID] else {
+            throw notFound(request.productID)
+        }
+        return product
     }
 
     /// GetProduct answered on the event loop when the store knows the id
@@ -44,13 +47,14 @@ public struct CatalogHandler: Platform_Catalog_V1_CatalogServiceHandler {
     func productAtOnce(_ request: Platform_Catalog_V1_GetProductRequest, context: ServerContext) throws -> Product? {
         let tenant = try TenantID.from(context)
         try check(ProductValidation.productIDViolations(request.productID))
-        guard let known = store.productsInMemory(tenant: tenant, ids: [request.productID]) else { return nil }
-        return try found(request.productID, in: known)
-    }
-
-    private func found(_ id: String, in products: [String: Product]) throws -> Product {
-        guard let product = products[id] else { throw notFound(id) }
-        return product
+        switch store.knownProduct(tenant: tenant, id: request.productID) {
+        case nil: return nil
+        case .missing: throw notFound(request.productID)
+        case .found(_, let encoded):
+            // The response is the product: its fields go out as encoded when cached.
+            context.appendEncodedResponseFields(encoded)
+            return Product()
+        }
     }
 
     /// The service as hosted: the generated methods, with GetProduct

@@ -1,5 +1,6 @@
 import Foundation
 import ServiceKit
+import SwiftProtobuf
 import Synchronization
 
 /// An in-memory read-through cache of products by id in front of a store
@@ -16,7 +17,7 @@ public final class CachedProductStore: ProductStore {
 
     private struct State {
         /// nil: the store has no such product.
-        var entries: [Key: Product?] = [:]
+        var entries: [Key: Entry?] = [:]
         /// Bumped by every write, so a read that raced a write does not
         /// cache what it loaded before the write committed.
         var generation: UInt64 = 0
@@ -27,40 +28,43 @@ public final class CachedProductStore: ProductStore {
         let productID: String
     }
 
+    /// A product and its encoding, made once when it is cached: encoding
+    /// cost GetProduct more than everything else it does.
+    private struct Entry {
+        let product: Product
+        let encoded: [UInt8]
+    }
+
     public init(_ base: any ProductStore, capacity: Int = 200_000) {
         self.base = base
         self.capacity = capacity
     }
 
     public func products(tenant: TenantID, ids: [String]) async throws -> [String: Product] {
-        let (found, missing, generation) = inMemory(tenant: tenant, ids: ids, stopAtMiss: false)
+        var found: [String: Product] = [:]
+        var missing: [String] = []
+        let generation = state.withLock { state in
+            for id in ids {
+                switch state.entries[Key(tenant: tenant.value, productID: id)] {
+                case .some(.some(let entry)): found[id] = entry.product
+                case .some(.none): break  // known missing
+                case .none: missing.append(id)
+                }
+            }
+            return state.generation
+        }
         guard !missing.isEmpty else { return found }
         let loaded = try await base.products(tenant: tenant, ids: missing)
         store(missing, loaded: loaded, tenant: tenant, loadedAt: generation)
         return found.merging(loaded) { cached, _ in cached }
     }
 
-    public func productsInMemory(tenant: TenantID, ids: [String]) -> [String: Product]? {
-        let (found, missing, _) = inMemory(tenant: tenant, ids: ids, stopAtMiss: true)
-        return missing.isEmpty ? found : nil
-    }
-
-    private func inMemory(tenant: TenantID, ids: [String], stopAtMiss: Bool) -> (found: [String: Product], missing: [String], generation: UInt64) {
-        var found: [String: Product] = [:]
-        var missing: [String] = []
-        let generation = state.withLock { state in
-            for id in ids {
-                switch state.entries[Key(tenant: tenant.value, productID: id)] {
-                case .some(.some(let product)): found[id] = product
-                case .some(.none): break  // known missing
-                case .none:
-                    missing.append(id)
-                    if stopAtMiss { return state.generation }
-                }
-            }
-            return state.generation
+    public func knownProduct(tenant: TenantID, id: String) -> KnownProduct? {
+        switch state.withLock({ $0.entries[Key(tenant: tenant.value, productID: id)] }) {
+        case .some(.some(let entry)): .found(entry.product, encoded: entry.encoded)
+        case .some(.none): .missing
+        case .none: nil
         }
-        return (found, missing, generation)
     }
 
     public func modify(tenant: TenantID, productID: String, idempotency: IdempotencyKey?,
@@ -82,10 +86,17 @@ public final class CachedProductStore: ProductStore {
 
     /// Keeps what loading `ids` found, and that the others are missing.
     private func store(_ ids: [String], loaded: [String: Product], tenant: TenantID, loadedAt generation: UInt64) {
+        // Encoded outside the lock; a product that would not encode is
+        // left to the store.
+        let entries: [(Key, Entry?)] = ids.compactMap { id in
+            let key = Key(tenant: tenant.value, productID: id)
+            guard let product = loaded[id] else { return (key, nil) }
+            return (try? product.serializedBytes() as [UInt8]).map { (key, Entry(product: product, encoded: $0)) }
+        }
         state.withLock { state in
             guard state.generation == generation else { return }
-            if state.entries.count + ids.count > capacity { state.entries.removeAll(keepingCapacity: true) }
-            for id in ids { state.entries[Key(tenant: tenant.value, productID: id)] = .some(loaded[id]) }
+            if state.entries.count + entries.count > capacity { state.entries.removeAll(keepingCapacity: true) }
+            for (key, entry) in entries { state.entries[key] = .some(entry) }
         }
     }
 

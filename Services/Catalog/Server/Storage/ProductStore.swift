@@ -12,9 +12,9 @@ public protocol ProductStore: Sendable {
     /// The products with these ids that exist, by id.
     func products(tenant: TenantID, ids: [String]) async throws -> [String: Product]
 
-    /// The same from memory, without waiting, when memory knows every id
-    /// (found or known missing); nil when any needs the store.
-    func productsInMemory(tenant: TenantID, ids: [String]) -> [String: Product]?
+    /// What memory knows of one product, without waiting; nil when only
+    /// the store knows.
+    func knownProduct(tenant: TenantID, id: String) -> KnownProduct?
 
     /// One page of `query`, after `cursor`, and how many match in all.
     func list(tenant: TenantID, query: ProductQuery, after cursor: PageCursor?, limit: Int) async throws -> (products: [Product], total: Int)
@@ -60,7 +60,15 @@ public protocol ProductStore: Sendable {
 
 extension ProductStore {
     /// Stores without a cache in memory never answer at once.
-    public func productsInMemory(tenant: TenantID, ids: [String]) -> [String: Product]? { nil }
+    public func knownProduct(tenant: TenantID, id: String) -> KnownProduct? { nil }
+}
+
+/// A product as a cache in memory knows it.
+public enum KnownProduct: Sendable {
+    /// The product, with its protobuf encoding (a GetProduct response).
+    case found(Product, encoded: [UInt8])
+    /// The store has no such product.
+    case missing
 }
 
 /// What `modify` should do with the product it read.
