@@ -30,18 +30,18 @@ public struct Metadata: Sendable, Hashable, Sequence {
 
     /// Appends a string value. Keys are lower-cased.
     public mutating func add(_ key: String, _ value: String) {
-        entries.append((key.lowercased(), .string(value)))
+        entries.append((Self.normalized(key), .string(value)))
     }
 
     /// Appends a binary value; the key must end in `-bin`.
     public mutating func add(_ key: String, binary: Data) {
-        let key = key.lowercased()
+        let key = Self.normalized(key)
         precondition(key.hasSuffix("-bin"), "binary metadata keys end in -bin")
         entries.append((key, .binary(binary)))
     }
 
     public mutating func add(_ key: String, value: Value) {
-        entries.append((key.lowercased(), value))
+        entries.append((Self.normalized(key), value))
     }
 
     /// Replaces every value of `key` with one string value.
@@ -51,13 +51,19 @@ public struct Metadata: Sendable, Hashable, Sequence {
     }
 
     public mutating func remove(_ key: String) {
-        let key = key.lowercased()
+        let key = Self.normalized(key)
         entries.removeAll { $0.key == key }
+    }
+
+    /// Keys are stored lowercase. Most keys already are (literals, keys read
+    /// off the wire), and checking is far cheaper than `lowercased()`.
+    static func normalized(_ key: String) -> String {
+        key.utf8.contains(where: { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 }) ? key.lowercased() : key
     }
 
     /// The first string value of `key`, if any.
     public subscript(key: String) -> String? {
-        let key = key.lowercased()
+        let key = Self.normalized(key)
         for entry in entries where entry.key == key {
             if case .string(let s) = entry.value { return s }
         }
@@ -66,7 +72,7 @@ public struct Metadata: Sendable, Hashable, Sequence {
 
     /// The first binary value of `key`, if any.
     public func binary(_ key: String) -> Data? {
-        let key = key.lowercased()
+        let key = Self.normalized(key)
         for entry in entries where entry.key == key {
             if case .binary(let d) = entry.value { return d }
         }
@@ -75,7 +81,7 @@ public struct Metadata: Sendable, Hashable, Sequence {
 
     /// All values of `key`, in order.
     public func values(_ key: String) -> [Value] {
-        let key = key.lowercased()
+        let key = Self.normalized(key)
         return entries.filter { $0.key == key }.map(\.value)
     }
 
