@@ -13,6 +13,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     private var session: HTTP2Session!
     private var context: ChannelHandlerContext!
     private var calls: [Int32: ServerCall] = [:]
+    /// The call last looked up: nghttp2 reports a stream's headers, data
+    /// and end one after another, so this spares most dictionary lookups.
+    private var recentCall: ServerCall?
     private var peer = "unknown"
     private var isReading = false
     private var idleTimer: Scheduled<Void>?
@@ -83,6 +86,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         ageTimer?.cancel()
         for call in calls.values { releaseAndClose(call) }
         calls.removeAll()
+        recentCall = nil
         shared.connections.unregister(self, on: context.eventLoop)
         context.fireChannelInactive()
     }
@@ -169,16 +173,25 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     // MARK: HTTP2SessionDelegate
 
+    private func call(_ streamID: Int32) -> ServerCall? {
+        if let recentCall, recentCall.streamID == streamID { return recentCall }
+        let call = calls[streamID]
+        if call != nil { recentCall = call }
+        return call
+    }
+
     func sessionBeginHeaders(streamID: Int32) {
-        guard calls[streamID] == nil else { return }  // trailers of a request
-        calls[streamID] = ServerCall(
+        guard call(streamID) == nil else { return }  // trailers of a request
+        let call = ServerCall(
             streamID: streamID, connection: self, eventLoop: context.eventLoop,
             maxMessageSize: shared.configuration.maxReceiveMessageSize)
+        calls[streamID] = call
+        recentCall = call
         idleTimer?.cancel()
     }
 
     func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
-        guard let call = calls[streamID], call.method == nil, !call.isFinished else { return }
+        guard let call = call(streamID), call.method == nil, !call.isFinished else { return }
         // Names compared as bytes; strings made only of what the call keeps.
         if field.nameIs(":path") {
             call.path = field.valueString(reusing: lastRoute?.path ?? "")
@@ -200,7 +213,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     }
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
-        guard let call = calls[streamID] else { return }
+        guard let call = call(streamID) else { return }
         if call.method == nil && !call.isFinished {
             startCall(call)
         }
@@ -208,7 +221,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     }
 
     func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
-        guard let call = calls[streamID] else {
+        guard let call = call(streamID) else {
             session.consumeConnection(count: bytes.count)
             return
         }
@@ -220,11 +233,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     }
 
     func sessionDataComplete(streamID: Int32, endStream: Bool) {
-        guard endStream, let call = calls[streamID] else { return }
+        guard endStream, let call = call(streamID) else { return }
         requestEnded(call)
     }
 
     func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
+        if recentCall?.streamID == streamID { recentCall = nil }
         guard let call = calls.removeValue(forKey: streamID) else { return }
         releaseAndClose(call)
         if calls.isEmpty {
@@ -237,7 +251,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     func sessionGoAway(lastStreamID: Int32, errorCode: UInt32) {}
 
     func sessionReadData(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> DataReadResult {
-        calls[streamID]?.readOutbound(into: buffer) ?? .bytes(count: 0, endOfData: true, trailers: nil)
+        call(streamID)?.readOutbound(into: buffer) ?? .bytes(count: 0, endOfData: true, trailers: nil)
     }
 
     // MARK: Calls
