@@ -19,6 +19,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     private var peer = "unknown"
     private var isReading = false
     private var idleTimer: Scheduled<Void>?
+    /// When the last call ended; nil while calls are in flight. The idle
+    /// timer checks it when it fires instead of being cancelled and armed
+    /// again around every call.
+    private var idleSince: NIODeadline? = .now()
     private var ageTimer: Scheduled<Void>?
     private var draining = false
     private var closeAfterFlush = false
@@ -163,11 +167,24 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         context?.close(promise: nil)
     }
 
+    /// Notes that the connection went idle, and makes sure a timer will
+    /// look at it once it may have been idle for `maxConnectionIdle`.
     private func armIdleTimer() {
-        idleTimer?.cancel()
-        guard let maxIdle = shared.configuration.maxConnectionIdle else { return }
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxIdle) { [self] in
-            if calls.isEmpty { beginGracefulShutdown() }
+        let now = NIODeadline.now()
+        idleSince = now
+        guard idleTimer == nil, let maxIdle = shared.configuration.maxConnectionIdle else { return }
+        scheduleIdleCheck(at: now + maxIdle, maxIdle: maxIdle)
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline, maxIdle: TimeAmount) {
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            idleTimer = nil
+            guard let idleSince, calls.isEmpty else { return }  // busy: armed again when the last call ends
+            if idleSince + maxIdle <= .now() {
+                beginGracefulShutdown()
+            } else {
+                scheduleIdleCheck(at: idleSince + maxIdle, maxIdle: maxIdle)
+            }
         }
     }
 
@@ -187,7 +204,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             maxMessageSize: shared.configuration.maxReceiveMessageSize)
         calls[streamID] = call
         recentCall = call
-        idleTimer?.cancel()
+        idleSince = nil
     }
 
     func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
