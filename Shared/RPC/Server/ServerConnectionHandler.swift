@@ -365,7 +365,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         do {
             try observers.start(context: context)
         } catch {
-            call.finish(status: Self.status(for: error, context: context, logger: shared.logger), context: context)
+            Self.finish(call, failedWith: error, context: context, logger: shared.logger)
             return
         }
         do {
@@ -379,12 +379,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
                     observers.end(context: context, error: nil)
                 } catch {
                     observers.end(context: context, error: error)
-                    call.finish(status: Self.status(for: error, context: context, logger: shared.logger), context: context)
+                    Self.finish(call, failedWith: error, context: context, logger: shared.logger)
                 }
             }
         } catch {
             observers.end(context: context, error: error)
-            call.finish(status: Self.status(for: error, context: context, logger: shared.logger), context: context)
+            Self.finish(call, failedWith: error, context: context, logger: shared.logger)
         }
     }
 
@@ -398,7 +398,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
                 }
             }
         } catch {
-            call.finish(status: status(for: error, context: context, logger: shared.logger), context: context)
+            finish(call, failedWith: error, context: context, logger: shared.logger)
         }
     }
 
@@ -414,6 +414,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             call.holdsPermit = false
             shared.limiter.release()
         }
+    }
+
+    /// Ends a call whose handler (or an observer) threw.
+    private static func finish(_ call: ServerCall, failedWith error: any Error, context: ServerContext, logger: Logger) {
+        call.finish(status: status(for: error, context: context, logger: logger), context: context)
     }
 
     /// The status a thrown error becomes. Only `RPCError`s choose their
