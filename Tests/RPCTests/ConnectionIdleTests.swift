@@ -53,7 +53,9 @@ private func frameTypes(_ bytes: ByteBuffer) -> [UInt8] {
         // The client preface and an empty SETTINGS frame; then nothing.
         var preface = channel.allocator.buffer(string: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         preface.writeBytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-        try await channel.writeAndFlush(preface)
+        // On a loaded machine the server may already have given up on the
+        // silent connection; what it sent before closing is checked below.
+        try? await channel.writeAndFlush(preface)
         // Should the server never close it, the test ends anyway, failing.
         let giveUp = channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
 
