@@ -213,9 +213,10 @@ static void issue_open(struct driver *driver) {
         start_on(driver, connection, due);
         driver->next_due++;
     }
-    /* Wake exactly when the next call is due. */
+    /* Wake exactly when the next call is due (busy polling looks at the
+     * clock on every turn instead). */
     uint64_t due = due_time(driver, driver->next_due);
-    if (due < driver->end_ns && due > now && due != driver->timer_armed_for) {
+    if (!driver->options->busy_poll && due < driver->end_ns && due > now && due != driver->timer_armed_for) {
         struct itimerspec when = {.it_value = {.tv_sec = (time_t)(due / NS_PER_S), .tv_nsec = (long)(due % NS_PER_S)}};
         timerfd_settime(driver->timer_fd, TFD_TIMER_ABSTIME, &when, NULL);
         driver->timer_armed_for = due;
@@ -281,7 +282,7 @@ void driver_run(struct driver *driver) {
             }
             break;
         }
-        dispatch(driver, timeout_until(now, wake));
+        dispatch(driver, options->busy_poll ? 0 : timeout_until(now, wake));
     }
     if (open_loop) {
         /* Due before the end but never sent: the server fell so far behind

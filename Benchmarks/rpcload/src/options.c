@@ -41,6 +41,9 @@ static void usage(FILE *out) {
         "      --no-decode          check each response's framing and status but do not\n"
         "                           decode its messages (when decoding, not the server,\n"
         "                           would limit the rate)\n"
+        "      --busy-poll          never sleep: poll the sockets and the clock in a loop\n"
+        "                           (the load core stays busy, so waking it up adds no\n"
+        "                           latency to open-loop calls)\n"
         "      --list-methods       print the methods rpcload can call and exit\n"
         "\n"
         "Exit status: 0 when every call succeeded, 1 when any failed, 2 for a usage or\n"
@@ -100,7 +103,7 @@ static void append(const char ***list, size_t *count, const char *value) {
 
 enum {
     OPT_DRAIN = 256, OPT_DEADLINE, OPT_METHOD, OPT_TEXT, OPT_DATA, OPT_PROTO_PATH, OPT_PROTOC,
-    OPT_SEED, OPT_JSON, OPT_FORMAT, OPT_LIST, OPT_HELP, OPT_NO_DECODE,
+    OPT_SEED, OPT_JSON, OPT_FORMAT, OPT_LIST, OPT_HELP, OPT_NO_DECODE, OPT_BUSY_POLL,
 };
 
 void options_parse(struct options *options, int argc, char **argv) {
@@ -123,6 +126,7 @@ void options_parse(struct options *options, int argc, char **argv) {
         {"drain", required_argument, NULL, OPT_DRAIN},
         {"deadline", required_argument, NULL, OPT_DEADLINE},
         {"no-decode", no_argument, NULL, OPT_NO_DECODE},
+        {"busy-poll", no_argument, NULL, OPT_BUSY_POLL},
         {"method", required_argument, NULL, OPT_METHOD},
         {"text", required_argument, NULL, OPT_TEXT},
         {"data", required_argument, NULL, OPT_DATA},
@@ -149,6 +153,7 @@ void options_parse(struct options *options, int argc, char **argv) {
         case 'H': append(&options->headers, &options->header_count, optarg); break;
         case 'q': options->quiet = true; break;
         case OPT_NO_DECODE: options->no_decode = true; break;
+        case OPT_BUSY_POLL: options->busy_poll = true; break;
         case OPT_DRAIN: options->drain = parse_seconds(optarg, "--drain", true); break;
         case OPT_DEADLINE: options->deadline = parse_seconds(optarg, "--deadline", false); break;
         case OPT_METHOD: options->method = optarg; break;

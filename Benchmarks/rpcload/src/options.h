@@ -31,6 +31,7 @@ struct options {
     bool list_methods;
     bool quiet;             /* no progress lines on stderr */
     bool no_decode;         /* --no-decode: frame and count messages, skip protobuf-c */
+    bool busy_poll;         /* --busy-poll: never sleep in epoll_wait; pace by the clock */
 };
 
 /* Parses argv; exits with status 2 and a message on a usage error, 0 for

@@ -81,6 +81,10 @@ run "open loop keeps its rate" 0 "abs(total['ok'] / r['measured_s'] - 2000) < 40
 # closed-loop-style measurement would still say 20 ms.
 run "open loop counts queueing (no coordinated omission)" 0 "total['latency_us']['p99'] > 400000 and total['latency_us']['p50'] > 150000" \
   --method $unary -H 'x-fake: delay:20' -r 100 -c 1 -m 1 -d 1
+run "busy polling keeps the rate" 0 "abs(total['ok'] / r['measured_s'] - 2000) < 40 and r['open_loop']['unsent'] == 0" \
+  --method $unary -r 2000 -c 2 -d 1 --busy-poll
+run "busy polling counts queueing too" 0 "total['latency_us']['p99'] > 400000 and total['latency_us']['p50'] > 150000" \
+  --method $unary -H 'x-fake: delay:20' -r 100 -c 1 -m 1 -d 1 --busy-poll
 run "unfinished calls are cancelled and counted" 1 "$(only unfinished unfinished)" \
   --method $unary -H 'x-fake: delay:3000' -d 0.2 --drain 0.2
 printf '3 %s\n1 /grpc.testing.TestService/EmptyCall\n' "$unary" > "$work/weights.mix"
