@@ -35,11 +35,14 @@ func measureRequestPath() throws {
         start = clock.now
         let now = Date()
         var lookups = AssignableExperiment.UnitLookups()
-        let decisions = prepared.map { $0.decide(attributes, now: now, lookups: &lookups) }
+        let decisions = prepared.map { experiment in
+            let decision = experiment.decide(attributes, now: now, lookups: &lookups)
+            return (decision, decision.hashed == nil ? nil : lookups.unit?.value)
+        }
         assign += start.duration(to: clock.now)
         start = clock.now
         var encoder = AssignmentsEncoder(capacity: prepared.count * 96)
-        for (experiment, decision) in zip(prepared, decisions) { encoder.append(decision, of: experiment) }
+        for (experiment, (decision, unitValue)) in zip(prepared, decisions) { encoder.append(decision, of: experiment, unitValue: unitValue) }
         // What the server sends: the returned message, then the encoded fields.
         var bytes: [UInt8] = try Platform_Experimentation_V1_GetAssignmentsResponse().serializedBytes()
         bytes += encoder.bytes

@@ -257,18 +257,19 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
             var unit: StickyUnit?
             if experiment.isSticky { unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) } }
             let decision = experiment.decide(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] }, lookups: &lookups)
-            encoder.append(decision, of: experiment)
+            let hashed = decision.hashed == nil ? nil : lookups.unit
+            encoder.append(decision, of: experiment, unitValue: hashed?.value)
             if let unit, decision.inExperiment, !decision.sticky {
                 newSticky.append(StickyRecord(unit: unit, variationKey: experiment.variationKeys[decision.index]))
             }
-            if request.logExposures, decision.inExperiment, let hashed = decision.unit {
+            if request.logExposures, decision.inExperiment, let hashed {
                 let variationKey = experiment.variationKeys[decision.index]
                 exposures.append(ExposureRecord(experimentKey: experiment.key, variationKey: variationKey, unitID: hashed.value, time: now,
                                                 exposureID: Self.derivedExposureID(variation: variationKey, unit: hashed.value),
                                                 attributesJSON: "{}"))
             }
         }
-        context.appendEncodedResponseFields(encoder.bytes)
+        context.appendEncodedResponseFields(encoder.buffer)
         // First assignments are stored in the background; until then the
         // hash gives the same variation, so an answer never changes.
         if !newSticky.isEmpty, !pipeline.submitWithoutWaiting(IngestionBatch(tenant: tenant, sticky: newSticky)) {

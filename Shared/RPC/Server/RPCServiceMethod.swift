@@ -118,8 +118,20 @@ public struct RPCServiceMethod: Sendable {
     }
 
     private static func respond<Response: Message>(with response: Response, to call: ServerCall, context: ServerContext) throws {
-        var payload = try response.rpcPayload()
-        context.writeEncodedResponseFields(into: &payload)
+        var payload: ByteBuffer
+        if var fields = context.takeEncodedResponseFields() {
+            // The handler's own encoding is the bulk of the response: the
+            // message's few fields follow it in the same buffer.
+            do {
+                let own: [UInt8] = try response.serializedBytes()
+                fields.writeBytes(own)
+            } catch {
+                throw RPCError(.internal, "failed to encode \(Response.protoMessageName): \(error)")
+            }
+            payload = fields
+        } else {
+            payload = try response.rpcPayload()
+        }
         WireFormat.frame(&payload)
         call.respondUnary(framed: payload, context: context)
     }

@@ -23,7 +23,7 @@ public final class ServerContext: Sendable {
         var trailers = Metadata()
     }
     private let response = Mutex(ResponseMetadata())
-    private let encodedResponseFields = Mutex<[UInt8]>([])
+    private let encodedResponseFields = Mutex<ByteBuffer?>(nil)
 
     init(path: String, requestMetadata: Metadata, deadline: NIODeadline?, peer: String) {
         self.path = path
@@ -45,19 +45,45 @@ public final class ServerContext: Sendable {
     }
 
     /// Fields of the unary response that the handler encoded itself, sent
-    /// after the fields of the message it returns. Protobuf reads
+    /// before the fields of the message it returns. Protobuf reads
     /// concatenated messages as one, so a hot path can write a large
     /// repeated field straight to bytes instead of building a message per
-    /// element. The bytes must be well-formed fields of the response type.
+    /// element. The bytes must be well-formed fields of the response type,
+    /// and the returned message should not set the same fields.
     public func appendEncodedResponseFields(_ bytes: [UInt8]) {
         encodedResponseFields.withLock { fields in
-            if fields.isEmpty { fields = bytes } else { fields.append(contentsOf: bytes) }  // the usual single call takes the array, no copy
+            if fields == nil { fields = Self.encodedFieldsBuffer(capacity: bytes.count) }
+            fields!.writeBytes(bytes)
         }
     }
 
-    func writeEncodedResponseFields(into payload: inout ByteBuffer) {
+    /// `appendEncodedResponseFields` for fields written into a buffer from
+    /// `encodedFieldsBuffer(capacity:)`: the usual single call hands the
+    /// buffer over, and the response is framed in it without a copy.
+    public func appendEncodedResponseFields(_ buffer: ByteBuffer) {
         encodedResponseFields.withLock { fields in
-            if !fields.isEmpty { payload.writeBytes(fields) }
+            if fields == nil {
+                fields = buffer
+            } else {
+                var buffer = buffer
+                fields!.writeBuffer(&buffer)
+            }
+        }
+    }
+
+    /// An empty buffer to encode response fields into, with room before
+    /// its readable bytes for gRPC's message prefix (`WireFormat.frame`).
+    public static func encodedFieldsBuffer(capacity: Int) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: WireFormat.prefixLength + capacity)
+        buffer.moveWriterIndex(forwardBy: WireFormat.prefixLength)
+        buffer.moveReaderIndex(forwardBy: WireFormat.prefixLength)
+        return buffer
+    }
+
+    func takeEncodedResponseFields() -> ByteBuffer? {
+        encodedResponseFields.withLock { fields in
+            defer { fields = nil }
+            return fields
         }
     }
 

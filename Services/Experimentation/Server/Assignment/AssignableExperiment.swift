@@ -33,7 +33,8 @@ public final class AssignableExperiment: Sendable {
     let variationValues: [Google_Protobuf_Value?]
     /// The parts of an encoded `Assignment` fixed by the experiment.
     let wire: AssignmentWireFields
-    let namespace: (id: String, start: Double, end: Double)?
+    /// The namespace slice, with its hash seed `"__" + id` made once.
+    let namespace: (seed: String, start: Double, end: Double)?
     /// Whether first assignments are stored and kept (sticky assignment).
     public let isSticky: Bool
 
@@ -112,21 +113,23 @@ public final class AssignableExperiment: Sendable {
         variationValues = experiment.variations.map { $0.hasValue ? $0.value : nil }
         wire = AssignmentWireFields(experiment, hashAttribute: hashAttribute)
         namespace = experiment.hasNamespace && !experiment.namespace.id.isEmpty
-            ? (experiment.namespace.id, experiment.namespace.rangeStart, experiment.namespace.rangeEnd) : nil
+            ? ("__" + experiment.namespace.id, experiment.namespace.rangeStart, experiment.namespace.rangeEnd) : nil
         start = experiment.hasStartTime ? experiment.startTime.date : nil
         end = experiment.hasEndTime ? experiment.endTime.date : nil
     }
 
     /// What assignment decided for one unit: everything an `Assignment`
     /// says, without building one (GetAssignments writes it straight to
-    /// bytes with `AssignmentsEncoder`).
+    /// bytes with `AssignmentsEncoder`). Plain values only, so deciding 50
+    /// experiments copies no reference: the hashed value itself is
+    /// `UnitLookups.unit`.
     public struct Decision: Sendable {
         public var reason: Assignment.Reason
         /// The variation shown: the assigned one, the winner for FORCED,
         /// control (0) otherwise.
         public var index = 0
-        /// The attribute that was hashed, nil when none was.
-        public var unit: HashedUnit?
+        /// Which attribute was hashed, nil when none was.
+        public var hashed: HashedAttribute?
         /// Set once the unit was hashed into the experiment.
         public var bucket: Double?
         /// The variation is the unit's stored sticky assignment.
@@ -146,13 +149,26 @@ public final class AssignableExperiment: Sendable {
     /// it up once rather than once per experiment.
     public struct UnitLookups {
         fileprivate var last: (hashAttribute: String, fallbackAttribute: String, unit: HashedUnit?)?
+        /// The unit the last `decide` hashed (or found no value for): the
+        /// value behind its decision's `hashed`.
+        public var unit: HashedUnit? { last?.unit }
         /// Whether the unit meets each shared condition, once evaluated.
         fileprivate var conditions: [Bool?]
+        /// The unit's bucket in the namespace last checked: experiments
+        /// made mutually exclusive share their namespace, so a unit is
+        /// hashed into it once.
+        fileprivate var namespace: (seed: String, value: String, bucket: Double)?
 
         /// `conditionCount` from `prepare`; 0 evaluates every condition.
         public init(conditionCount: Int = 0) {
             conditions = Array(repeating: nil, count: conditionCount)
         }
+    }
+
+    public enum HashedAttribute: Sendable {
+        case primary
+        /// `fallback_attribute`, because `hash_attribute` had no value.
+        case fallback
     }
 
     /// The attribute a unit was hashed by, and its value as hashed.
@@ -170,14 +186,15 @@ public final class AssignableExperiment: Sendable {
 
     /// The variation `attributes` get, and why, as an `Assignment` message.
     public func assign(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil) -> Assignment {
-        let decision = decide(attributes, now: now, stickyVariation: stickyVariation)
+        var lookups = UnitLookups()
+        let decision = decide(attributes, now: now, stickyVariation: stickyVariation, lookups: &lookups)
         var result = Assignment()
         result.experimentKey = key
         result.reason = decision.reason
         result.variationIndex = Int32(decision.index)
         result.inExperiment = decision.inExperiment
         result.sticky = decision.sticky
-        if let unit = decision.unit {
+        if decision.hashed != nil, let unit = lookups.unit {
             result.hashAttribute = unit.isFallback ? fallbackAttribute : hashAttribute
             result.hashValue_p = unit.value
         }
@@ -224,7 +241,7 @@ public final class AssignableExperiment: Sendable {
         }
         guard let unit = input else { return Decision(.noHashAttribute) }
         var decision = Decision(.notInCoverage)
-        decision.unit = unit
+        decision.hashed = unit.isFallback ? .fallback : .primary
 
         let stickyIndex = stickyVariation.flatMap { variationKeys.firstIndex(of: $0) }
         if stickyIndex != nil {
@@ -232,7 +249,14 @@ public final class AssignableExperiment: Sendable {
         } else if !filters.isEmpty {
             if filters.contains(where: { isFilteredOut($0, attributes) }) { decision.reason = .filtered; return decision }
         } else if let namespace {
-            if !GrowthBookHashing.inNamespace(hashValue: unit.value, id: namespace.id, start: namespace.start, end: namespace.end) {
+            let bucket: Double
+            if let last = lookups.namespace, last.seed == namespace.seed, last.value == unit.value {
+                bucket = last.bucket
+            } else {
+                bucket = GrowthBookHashing.namespaceBucket(hashValue: unit.value, seed: namespace.seed)
+                lookups.namespace = (namespace.seed, unit.value, bucket)
+            }
+            if !(bucket >= namespace.start && bucket < namespace.end) {
                 decision.reason = .notInNamespace
                 return decision
             }

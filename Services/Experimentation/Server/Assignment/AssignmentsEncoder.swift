@@ -1,4 +1,6 @@
 import Contracts
+import MeridianRPC
+import NIOCore
 import ServiceKit
 import SwiftProtobuf
 
@@ -68,44 +70,49 @@ final class AssignmentWireFields: @unchecked Sendable {
 /// experiment and encoding it cost as much as deciding the assignment
 /// itself; here the experiment's fixed fields are copied from bytes
 /// prepared at load and only the unit's own fields are encoded. The bytes
-/// follow the response message (`ServerContext.appendEncodedResponseFields`):
-/// on the wire it is the same repeated field 1.
+/// go in a buffer the response is framed in
+/// (`ServerContext.appendEncodedResponseFields`): on the wire it is the
+/// same repeated field 1, and nothing is copied again before nghttp2.
 public struct AssignmentsEncoder {
-    public private(set) var bytes: [UInt8] = []
+    public private(set) var buffer: ByteBuffer
 
     public init(capacity: Int) {
-        bytes.reserveCapacity(capacity)
+        buffer = ServerContext.encodedFieldsBuffer(capacity: capacity)
     }
 
+    /// The bytes written so far.
+    public var bytes: [UInt8] { Array(buffer.readableBytesView) }
+
     /// Appends one Assignment, fields in number order as SwiftProtobuf
-    /// writes them.
-    public mutating func append(_ decision: AssignableExperiment.Decision, of experiment: AssignableExperiment) {
+    /// writes them. `unitValue` is the hashed value (`UnitLookups.unit`)
+    /// when the decision has one.
+    public mutating func append(_ decision: AssignableExperiment.Decision, of experiment: AssignableExperiment, unitValue: String?) {
         let wire = experiment.wire
-        let variation = (0..<wire.variationCount).contains(decision.index) ? decision.index : nil
-        let attributeField = decision.unit.map { wire.hashAttribute(isFallback: $0.isFallback) }
-        let unitValue = decision.unit?.value.utf8.count ?? 0
+        let variation = decision.index < wire.variationCount ? decision.index : -1
+        let attributeField = decision.hashed.map { wire.hashAttribute(isFallback: $0 == .fallback) }
+        let unitLength = decision.hashed == nil ? 0 : unitValue?.utf8.count ?? 0
         var size = wire.key.count + (attributeField?.count ?? 0)
-        if let variation { size += wire.variation(variation).count + wire.value(variation).count }
+        if variation >= 0 { size += wire.variation(variation).count + wire.value(variation).count }
         if decision.inExperiment { size += 2 }
-        if unitValue > 0 { size += 1 + ProtobufWire.varintSize(UInt64(unitValue)) + unitValue }
+        if unitLength > 0 { size += 1 + ProtobufWire.varintSize(UInt64(unitLength)) + unitLength }
         if decision.bucket != nil { size += 9 }
         if decision.reason.rawValue != 0 { size += 1 + ProtobufWire.varintSize(UInt64(decision.reason.rawValue)) }
         if decision.sticky { size += 2 }
 
-        // Written on the stack at its exact size, then copied once.
+        // Written in place at its exact size.
         let total = 1 + ProtobufWire.varintSize(UInt64(size)) + size
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { buffer in
-            var writer = ProtobufWire.Writer(buffer)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { raw in
+            var writer = ProtobufWire.Writer(UnsafeMutableBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: total))
             writer.byte(0x0A)  // GetAssignmentsResponse.assignments = 1
             writer.varint(UInt64(size))
             writer.bytes(wire.key)
-            if let variation { writer.bytes(wire.variation(variation)) }
+            if variation >= 0 { writer.bytes(wire.variation(variation)) }
             if decision.inExperiment { writer.byte(4 << 3); writer.byte(1) }
             if let attributeField { writer.bytes(attributeField) }
-            if unitValue > 0, let unit = decision.unit {
+            if unitLength > 0, let unitValue {
                 writer.byte(6 << 3 | 2)
-                writer.varint(UInt64(unitValue))
-                writer.utf8(unit.value)
+                writer.varint(UInt64(unitLength))
+                writer.utf8(unitValue)
             }
             if let bucket = decision.bucket {
                 writer.byte(7 << 3 | 1)
@@ -115,10 +122,10 @@ public struct AssignmentsEncoder {
                 writer.byte(8 << 3)
                 writer.varint(UInt64(decision.reason.rawValue))
             }
-            if let variation { writer.bytes(wire.value(variation)) }
+            if variation >= 0 { writer.bytes(wire.value(variation)) }
             if decision.sticky { writer.byte(10 << 3); writer.byte(1) }
             precondition(writer.count == total, "AssignmentsEncoder: size computed \(total), wrote \(writer.count)")
-            bytes.append(contentsOf: buffer)
+            return total
         }
     }
 }

@@ -44,7 +44,7 @@ struct AssignmentsQuery {
     }
 
     private init?(reading reader: inout ProtobufWire.Reader) {
-        attributes = [:]
+        attributes = Dictionary(minimumCapacity: 8)  // a unit usually has a few attributes: no regrowth
         experimentKeys = []
         logExposures = false
         attributesSize = 0

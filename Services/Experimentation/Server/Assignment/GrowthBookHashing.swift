@@ -105,8 +105,14 @@ public enum GrowthBookHashing {
     /// Whether the unit lies in a namespace slice: its version 1 hash,
     /// seeded with `"__" + id`, in `[start, end)`.
     public static func inNamespace(hashValue: String, id: String, start: Double, end: Double) -> Bool {
-        let bucket = hashV1(value: hashValue, seed: "__" + id)
+        let bucket = namespaceBucket(hashValue: hashValue, seed: "__" + id)
         return bucket >= start && bucket < end
+    }
+
+    /// The unit's place in a namespace, from its seed `"__" + id`.
+    @inlinable
+    static func namespaceBucket(hashValue: String, seed: String) -> Double {
+        hashV1(value: hashValue, seed: seed)
     }
 }
 
