@@ -190,7 +190,8 @@ let package = Package(
         // MARK: Benchmarks (scripts/benchmark-*.sh build them in release)
         .executableTarget(
             name: "AssignmentBenchmark",
-            dependencies: ["ExperimentationServer", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["ExperimentationServer", "Contracts", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                           .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/AssignmentBenchmark",
             swiftSettings: swiftSettings
         ),

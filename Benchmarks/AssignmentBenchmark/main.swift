@@ -9,6 +9,7 @@
 import Contracts
 import ExperimentationServer
 import Foundation
+import NIOCore
 import SwiftProtobuf
 
 // Each measurement runs inside a function: top-level variables are
@@ -35,17 +36,13 @@ func measureRequestPath() throws {
         start = clock.now
         let now = Date()
         var lookups = AssignableExperiment.UnitLookups()
-        let decisions = prepared.map { experiment in
-            let decision = experiment.decide(attributes, now: now, lookups: &lookups)
-            return (decision, decision.hashed == nil ? nil : lookups.unit?.value)
-        }
+        let decisions = prepared.map { $0.decide(attributes, now: now, lookups: &lookups) }
         assign += start.duration(to: clock.now)
         start = clock.now
-        var encoder = AssignmentsEncoder(capacity: prepared.count * 96)
-        for (experiment, (decision, unitValue)) in zip(prepared, decisions) { encoder.append(decision, of: experiment, unitValue: unitValue) }
-        // What the server sends: the returned message, then the encoded fields.
-        var bytes: [UInt8] = try Platform_Experimentation_V1_GetAssignmentsResponse().serializedBytes()
-        bytes += encoder.bytes
+        let encoded = decisions.withUnsafeBufferPointer { AssignmentsEncoder.encode($0, of: prepared, units: lookups.units) }
+        // What the server sends: the encoded fields, then the returned message.
+        var bytes = Array(encoded.readableBytesView)
+        bytes += try Platform_Experimentation_V1_GetAssignmentsResponse().serializedBytes() as [UInt8]
         size = bytes.count
         encode += start.duration(to: clock.now)
     }

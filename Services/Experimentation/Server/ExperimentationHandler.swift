@@ -251,25 +251,27 @@ public struct ExperimentationHandler: Platform_Experimentation_V1_Experimentatio
         var response = Platform_Experimentation_V1_GetAssignmentsResponse()
         var newSticky: [StickyRecord] = []
         var exposures: [ExposureRecord] = []
-        var encoder = AssignmentsEncoder(capacity: selected.count * 96)
         var lookups = AssignableExperiment.UnitLookups(conditionCount: snapshot.conditionCount)
-        for experiment in selected {
-            var unit: StickyUnit?
-            if experiment.isSticky { unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) } }
-            let decision = experiment.decide(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] }, lookups: &lookups)
-            let hashed = decision.hashed == nil ? nil : lookups.unit
-            encoder.append(decision, of: experiment, unitValue: hashed?.value)
-            if let unit, decision.inExperiment, !decision.sticky {
-                newSticky.append(StickyRecord(unit: unit, variationKey: experiment.variationKeys[decision.index]))
+        let encoded = withUnsafeTemporaryAllocation(of: AssignableExperiment.Decision.self, capacity: selected.count) { decisions in
+            for (position, experiment) in selected.enumerated() {
+                var unit: StickyUnit?
+                if experiment.isSticky { unit = experiment.stickyUnit(attributes).map { StickyUnit(experimentKey: experiment.key, unitID: $0) } }
+                let decision = experiment.decide(attributes, now: now, stickyVariation: unit.flatMap { stored[$0] }, lookups: &lookups)
+                (decisions.baseAddress! + position).initialize(to: decision)
+                if let unit, decision.inExperiment, !decision.sticky {
+                    newSticky.append(StickyRecord(unit: unit, variationKey: experiment.variationKeys[decision.index]))
+                }
+                if request.logExposures, decision.inExperiment, let index = decision.unitIndex {
+                    let variationKey = experiment.variationKeys[decision.index], unitID = lookups.units[index].value
+                    exposures.append(ExposureRecord(experimentKey: experiment.key, variationKey: variationKey, unitID: unitID, time: now,
+                                                    exposureID: Self.derivedExposureID(variation: variationKey, unit: unitID),
+                                                    attributesJSON: "{}"))
+                }
             }
-            if request.logExposures, decision.inExperiment, let hashed {
-                let variationKey = experiment.variationKeys[decision.index]
-                exposures.append(ExposureRecord(experimentKey: experiment.key, variationKey: variationKey, unitID: hashed.value, time: now,
-                                                exposureID: Self.derivedExposureID(variation: variationKey, unit: hashed.value),
-                                                attributesJSON: "{}"))
-            }
+            // Decisions are plain values: the memory is handed back without deinitializing.
+            return AssignmentsEncoder.encode(UnsafeBufferPointer(decisions), of: selected, units: lookups.units)
         }
-        context.appendEncodedResponseFields(encoder.buffer)
+        context.appendEncodedResponseFields(encoded)
         // First assignments are stored in the background; until then the
         // hash gives the same variation, so an answer never changes.
         if !newSticky.isEmpty, !pipeline.submitWithoutWaiting(IngestionBatch(tenant: tenant, sticky: newSticky)) {

@@ -121,15 +121,18 @@ public final class AssignableExperiment: Sendable {
     /// What assignment decided for one unit: everything an `Assignment`
     /// says, without building one (GetAssignments writes it straight to
     /// bytes with `AssignmentsEncoder`). Plain values only, so deciding 50
-    /// experiments copies no reference: the hashed value itself is
-    /// `UnitLookups.unit`.
+    /// experiments copies no reference: the hashed value itself is in
+    /// `UnitLookups.units`.
     public struct Decision: Sendable {
         public var reason: Assignment.Reason
         /// The variation shown: the assigned one, the winner for FORCED,
         /// control (0) otherwise.
         public var index = 0
-        /// Which attribute was hashed, nil when none was.
-        public var hashed: HashedAttribute?
+        /// The unit that was hashed, as an index into `UnitLookups.units`;
+        /// nil when none was.
+        public var unitIndex: Int?
+        /// That unit's value is `fallback_attribute`'s.
+        public var unitIsFallback = false
         /// Set once the unit was hashed into the experiment.
         public var bucket: Double?
         /// The variation is the unit's stored sticky assignment.
@@ -148,10 +151,10 @@ public final class AssignableExperiment: Sendable {
     /// experiments hash the same attribute, so assigning a unit to many looks
     /// it up once rather than once per experiment.
     public struct UnitLookups {
-        fileprivate var last: (hashAttribute: String, fallbackAttribute: String, unit: HashedUnit?)?
-        /// The unit the last `decide` hashed (or found no value for): the
-        /// value behind its decision's `hashed`.
-        public var unit: HashedUnit? { last?.unit }
+        fileprivate var last: (hashAttribute: String, fallbackAttribute: String, unit: Int?)?
+        /// The distinct hash inputs this unit's decisions used, which their
+        /// `unitIndex` points at (usually one: most experiments hash `id`).
+        public fileprivate(set) var units: [HashedUnit] = []
         /// Whether the unit meets each shared condition, once evaluated.
         fileprivate var conditions: [Bool?]
         /// The unit's bucket in the namespace last checked: experiments
@@ -163,12 +166,6 @@ public final class AssignableExperiment: Sendable {
         public init(conditionCount: Int = 0) {
             conditions = Array(repeating: nil, count: conditionCount)
         }
-    }
-
-    public enum HashedAttribute: Sendable {
-        case primary
-        /// `fallback_attribute`, because `hash_attribute` had no value.
-        case fallback
     }
 
     /// The attribute a unit was hashed by, and its value as hashed.
@@ -194,7 +191,8 @@ public final class AssignableExperiment: Sendable {
         result.variationIndex = Int32(decision.index)
         result.inExperiment = decision.inExperiment
         result.sticky = decision.sticky
-        if decision.hashed != nil, let unit = lookups.unit {
+        if let index = decision.unitIndex {
+            let unit = lookups.units[index]
             result.hashAttribute = unit.isFallback ? fallbackAttribute : hashAttribute
             result.hashValue_p = unit.value
         }
@@ -232,16 +230,21 @@ public final class AssignableExperiment: Sendable {
             return Decision(.notRunning)
         }
 
-        let input: HashedUnit?
+        let unitIndex: Int?
         if let last = lookups.last, last.hashAttribute == hashAttribute, last.fallbackAttribute == fallbackAttribute {
-            input = last.unit
+            unitIndex = last.unit
         } else {
-            input = hashInput(attributes)
-            lookups.last = (hashAttribute, fallbackAttribute, input)
+            unitIndex = hashInput(attributes).map { unit in
+                lookups.units.append(unit)
+                return lookups.units.count - 1
+            }
+            lookups.last = (hashAttribute, fallbackAttribute, unitIndex)
         }
-        guard let unit = input else { return Decision(.noHashAttribute) }
+        guard let unitIndex else { return Decision(.noHashAttribute) }
+        let unit = lookups.units[unitIndex]
         var decision = Decision(.notInCoverage)
-        decision.hashed = unit.isFallback ? .fallback : .primary
+        decision.unitIndex = unitIndex
+        decision.unitIsFallback = unit.isFallback
 
         let stickyIndex = stickyVariation.flatMap { variationKeys.firstIndex(of: $0) }
         if stickyIndex != nil {

@@ -69,63 +69,77 @@ final class AssignmentWireFields: @unchecked Sendable {
 /// from assignment decisions. Building an `Assignment` message per
 /// experiment and encoding it cost as much as deciding the assignment
 /// itself; here the experiment's fixed fields are copied from bytes
-/// prepared at load and only the unit's own fields are encoded. The bytes
-/// go in a buffer the response is framed in
+/// prepared at load, each unit's `hash_value` field is encoded once per
+/// call, and all assignments are sized first, then written in one
+/// reservation of the buffer the response is framed in
 /// (`ServerContext.appendEncodedResponseFields`): on the wire it is the
 /// same repeated field 1, and nothing is copied again before nghttp2.
-public struct AssignmentsEncoder {
-    public private(set) var buffer: ByteBuffer
-
-    public init(capacity: Int) {
-        buffer = ServerContext.encodedFieldsBuffer(capacity: capacity)
-    }
-
-    /// The bytes written so far.
-    public var bytes: [UInt8] { Array(buffer.readableBytesView) }
-
-    /// Appends one Assignment, fields in number order as SwiftProtobuf
-    /// writes them. `unitValue` is the hashed value (`UnitLookups.unit`)
-    /// when the decision has one.
-    public mutating func append(_ decision: AssignableExperiment.Decision, of experiment: AssignableExperiment, unitValue: String?) {
-        let wire = experiment.wire
-        let variation = decision.index < wire.variationCount ? decision.index : -1
-        let attributeField = decision.hashed.map { wire.hashAttribute(isFallback: $0 == .fallback) }
-        let unitLength = decision.hashed == nil ? 0 : unitValue?.utf8.count ?? 0
-        var size = wire.key.count + (attributeField?.count ?? 0)
-        if variation >= 0 { size += wire.variation(variation).count + wire.value(variation).count }
-        if decision.inExperiment { size += 2 }
-        if unitLength > 0 { size += 1 + ProtobufWire.varintSize(UInt64(unitLength)) + unitLength }
-        if decision.bucket != nil { size += 9 }
-        if decision.reason.rawValue != 0 { size += 1 + ProtobufWire.varintSize(UInt64(decision.reason.rawValue)) }
-        if decision.sticky { size += 2 }
-
-        // Written in place at its exact size.
-        let total = 1 + ProtobufWire.varintSize(UInt64(size)) + size
+public enum AssignmentsEncoder {
+    /// The encoded `GetAssignmentsResponse.assignments` of `decisions`
+    /// (one per experiment, in order); `units` are the decisions' hashed
+    /// units (`UnitLookups.units`).
+    public static func encode(_ decisions: UnsafeBufferPointer<AssignableExperiment.Decision>, of experiments: [AssignableExperiment],
+                              units: [AssignableExperiment.HashedUnit]) -> ByteBuffer {
+        precondition(decisions.count == experiments.count, "AssignmentsEncoder: one decision per experiment")
+        // Field 6, hash_value, of each unit: the same bytes in every assignment that hashed it.
+        let unitFields = units.map { unit -> [UInt8] in
+            var field: [UInt8] = []
+            if !unit.value.isEmpty { ProtobufWire.stringField(6, unit.value, to: &field) }  // proto3 leaves an empty string out
+            return field
+        }
+        var total = 0
+        for (decision, experiment) in zip(decisions, experiments) {
+            let size = fieldsSize(decision, experiment.wire, unitFields: unitFields)
+            total += 1 + ProtobufWire.varintSize(UInt64(size)) + size
+        }
+        var buffer = ServerContext.encodedFieldsBuffer(capacity: total)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { raw in
             var writer = ProtobufWire.Writer(UnsafeMutableBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: total))
-            writer.byte(0x0A)  // GetAssignmentsResponse.assignments = 1
-            writer.varint(UInt64(size))
-            writer.bytes(wire.key)
-            if variation >= 0 { writer.bytes(wire.variation(variation)) }
-            if decision.inExperiment { writer.byte(4 << 3); writer.byte(1) }
-            if let attributeField { writer.bytes(attributeField) }
-            if unitLength > 0, let unitValue {
-                writer.byte(6 << 3 | 2)
-                writer.varint(UInt64(unitLength))
-                writer.utf8(unitValue)
+            for (decision, experiment) in zip(decisions, experiments) {
+                write(decision, experiment.wire, unitFields: unitFields, to: &writer)
             }
-            if let bucket = decision.bucket {
-                writer.byte(7 << 3 | 1)
-                writer.fixed64(bucket.bitPattern)
-            }
-            if decision.reason.rawValue != 0 {
-                writer.byte(8 << 3)
-                writer.varint(UInt64(decision.reason.rawValue))
-            }
-            if variation >= 0 { writer.bytes(wire.value(variation)) }
-            if decision.sticky { writer.byte(10 << 3); writer.byte(1) }
             precondition(writer.count == total, "AssignmentsEncoder: size computed \(total), wrote \(writer.count)")
             return total
         }
+        return buffer
+    }
+
+    /// The size of one Assignment's fields.
+    @inline(__always)
+    private static func fieldsSize(_ decision: AssignableExperiment.Decision, _ wire: AssignmentWireFields, unitFields: [[UInt8]]) -> Int {
+        var size = wire.key.count
+        if decision.index < wire.variationCount { size += wire.variation(decision.index).count + wire.value(decision.index).count }
+        if decision.inExperiment { size += 2 }
+        if let unit = decision.unitIndex { size += wire.hashAttribute(isFallback: decision.unitIsFallback).count + unitFields[unit].count }
+        if decision.bucket != nil { size += 9 }
+        if decision.reason.rawValue != 0 { size += 1 + ProtobufWire.varintSize(UInt64(decision.reason.rawValue)) }
+        if decision.sticky { size += 2 }
+        return size
+    }
+
+    /// One Assignment, fields in number order as SwiftProtobuf writes them.
+    @inline(__always)
+    private static func write(_ decision: AssignableExperiment.Decision, _ wire: AssignmentWireFields, unitFields: [[UInt8]],
+                              to writer: inout ProtobufWire.Writer) {
+        let variation = decision.index < wire.variationCount ? decision.index : -1
+        writer.byte(0x0A)  // GetAssignmentsResponse.assignments = 1
+        writer.varint(UInt64(fieldsSize(decision, wire, unitFields: unitFields)))
+        writer.bytes(wire.key)
+        if variation >= 0 { writer.bytes(wire.variation(variation)) }
+        if decision.inExperiment { writer.byte(4 << 3); writer.byte(1) }
+        if let unit = decision.unitIndex {
+            writer.bytes(wire.hashAttribute(isFallback: decision.unitIsFallback))
+            unitFields[unit].withUnsafeBytes { writer.bytes($0) }
+        }
+        if let bucket = decision.bucket {
+            writer.byte(7 << 3 | 1)
+            writer.fixed64(bucket.bitPattern)
+        }
+        if decision.reason.rawValue != 0 {
+            writer.byte(8 << 3)
+            writer.varint(UInt64(decision.reason.rawValue))
+        }
+        if variation >= 0 { writer.bytes(wire.value(variation)) }
+        if decision.sticky { writer.byte(10 << 3); writer.byte(1) }
     }
 }
