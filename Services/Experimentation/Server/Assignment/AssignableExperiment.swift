@@ -33,6 +33,7 @@ public final class AssignableExperiment: Sendable {
     let variationValues: [Google_Protobuf_Value?]
     /// The parts of an encoded `Assignment` fixed by the experiment.
     let wire: AssignmentWireFields
+    private let wireStorage: AssignmentWireFields.Storage
     /// The namespace slice, with its hash seed `"__" + id` made once.
     let namespace: (seed: String, start: Double, end: Double)?
     /// Whether first assignments are stored and kept (sticky assignment).
@@ -111,7 +112,7 @@ public final class AssignableExperiment: Sendable {
         isSticky = experiment.stickyAssignment
         variationKeys = experiment.variations.map(\.key)
         variationValues = experiment.variations.map { $0.hasValue ? $0.value : nil }
-        wire = AssignmentWireFields(experiment, hashAttribute: hashAttribute)
+        (wire, wireStorage) = AssignmentWireFields.make(experiment, hashAttribute: hashAttribute)
         namespace = experiment.hasNamespace && !experiment.namespace.id.isEmpty
             ? ("__" + experiment.namespace.id, experiment.namespace.rangeStart, experiment.namespace.rangeEnd) : nil
         start = experiment.hasStartTime ? experiment.startTime.date : nil

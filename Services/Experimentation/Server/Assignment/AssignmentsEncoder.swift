@@ -5,19 +5,30 @@ import ServiceKit
 import SwiftProtobuf
 
 /// The parts of an encoded `Assignment` that depend only on the experiment,
-/// as protobuf bytes (tag, length, payload) ready to copy: back to back in
-/// one allocation, read through pointers. GetAssignments reads several of
-/// them per experiment per call; held as arrays, each read cost a retain
-/// and a release, more than copying the bytes.
-final class AssignmentWireFields: @unchecked Sendable {
-    // Immutable after init; freed with the experiment.
-    private let storage: UnsafeMutableRawBufferPointer
-    /// Spans of `storage`: the key, the hash attribute, the fallback
-    /// attribute, then per variation its fields and its value.
-    private let spans: [Range<Int>]
-    let variationCount: Int
+/// as protobuf bytes (tag, length, payload) ready to copy. One allocation
+/// holds a table of spans and then the bytes, and experiments keep a plain
+/// pointer to it: GetAssignments reads several spans per experiment per
+/// call, and each object or array on the way to them was a dependent load
+/// that missed the cache once a socket write had been through it.
+struct AssignmentWireFields: @unchecked Sendable {
+    /// Immutable after init; owned by the experiment's `Storage`.
+    private let base: UnsafeRawPointer
 
-    init(_ experiment: Experiment, hashAttribute: String) {
+    /// Owns the memory `AssignmentWireFields` points into.
+    final class Storage: @unchecked Sendable {  // immutable after make
+        fileprivate let pointer: UnsafeMutableRawPointer
+        fileprivate init(byteCount: Int) {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 8)
+        }
+        deinit { pointer.deallocate() }
+    }
+
+    /// The table: the variation count, then an (offset, count) pair of
+    /// `Int32`s per span: the key, the hash attribute, the fallback
+    /// attribute, then per variation its fields and its value.
+    private static let headerSize = 4
+
+    static func make(_ experiment: Experiment, hashAttribute: String) -> (AssignmentWireFields, Storage) {
         var parts: [[UInt8]] = []
         var key: [UInt8] = []
         ProtobufWire.stringField(1, experiment.key, to: &key)  // experiment_key
@@ -35,24 +46,27 @@ final class AssignmentWireFields: @unchecked Sendable {
             }
             parts += [fields, value]
         }
-        variationCount = experiment.variations.count
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, parts.reduce(0) { $0 + $1.count }), alignment: 1)
-        var spans: [Range<Int>] = []
-        var offset = 0
-        for part in parts {
-            UnsafeMutableRawBufferPointer(rebasing: storage[offset..<offset + part.count]).copyBytes(from: part)
-            spans.append(offset..<offset + part.count)
+        let tableSize = headerSize + 8 * parts.count
+        let storage = Storage(byteCount: tableSize + parts.reduce(0) { $0 + $1.count })
+        storage.pointer.storeBytes(of: Int32(experiment.variations.count), as: Int32.self)
+        var offset = tableSize
+        for (index, part) in parts.enumerated() {
+            storage.pointer.storeBytes(of: Int32(offset), toByteOffset: headerSize + 8 * index, as: Int32.self)
+            storage.pointer.storeBytes(of: Int32(part.count), toByteOffset: headerSize + 8 * index + 4, as: Int32.self)
+            part.withUnsafeBytes { (storage.pointer + offset).copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(storage.pointer), byteCount: part.count) }
             offset += part.count
         }
-        self.storage = storage
-        self.spans = spans
+        return (AssignmentWireFields(base: UnsafeRawPointer(storage.pointer)), storage)
     }
 
-    deinit { storage.deallocate() }
+    private init(base: UnsafeRawPointer) { self.base = base }
+
+    var variationCount: Int { Int(base.load(as: Int32.self)) }
 
     @inline(__always) private func span(_ index: Int) -> UnsafeRawBufferPointer {
-        let range = spans[index]
-        return UnsafeRawBufferPointer(start: storage.baseAddress! + range.lowerBound, count: range.count)
+        let entry = Self.headerSize + 8 * index
+        let offset = Int(base.load(fromByteOffset: entry, as: Int32.self))
+        return UnsafeRawBufferPointer(start: base + offset, count: Int(base.load(fromByteOffset: entry + 4, as: Int32.self)))
     }
 
     /// Field 1, experiment_key.
