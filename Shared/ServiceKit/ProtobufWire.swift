@@ -181,7 +181,12 @@ extension ProtobufWire {
         @inlinable
         public mutating func string() -> String? {
             guard let payload = lengthDelimited() else { return nil }
-            return String(validating: UnsafeBufferPointer(start: payload.cursor, count: payload.end - payload.cursor), as: UTF8.self)
+            let bytes = UnsafeBufferPointer(start: payload.cursor, count: payload.end - payload.cursor)
+            // ASCII (keys, ids, codes) is valid UTF-8 as it is: decoding it
+            // skips the generic validating initializer, whose type lookups
+            // cost more than the copy.
+            if payload.isASCII { return String(decoding: bytes, as: UTF8.self) }
+            return String(validating: bytes, as: UTF8.self)
         }
 
         /// A copy of the bytes left in this reader.
