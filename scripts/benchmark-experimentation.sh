@@ -11,8 +11,8 @@
 #     between calls and once busy-polling (--busy-poll: on this VM waking the
 #     idle load core costs ~85 us a call, which the timer-paced line counts as
 #     server latency), each with the time core 0 was stolen during its run;
-#   - the same open loop against the catalog's cached GetProduct: this
-#     VM's floor for such a tail;
+#     the busy-polling runs alternate with the same load on the catalog's
+#     cached GetProduct, this VM's floor for such a tail;
 #   - the raw assignment function in one thread (assignments per second).
 # Each point is the median of RUNS runs of DURATION seconds.
 #
@@ -35,6 +35,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 . "$root/scripts/lib/benchmark.sh"
 
 port=7994
+floor_port=7993
 taskset -c 0 "$bin/experimentation" --port $port --admin-port 0 --host 127.0.0.1 --data-dir "$work/data" --log-level warning > "$work/server.log" 2>&1 &
 server=$!
 wait_for_port $port
@@ -67,24 +68,31 @@ for shape in "1 1" "1 16" "4 16"; do
   report "GetAssignments (50 exps)" "$1x$2" "$(measure "$url" "$1" "$2" "${args[@]}")"
 done
 tail -c +6 "$work/assign.bin" > "$work/assign.message"  # without the gRPC frame prefix
-for pacing in timer busy-poll; do
-  flags=(); [ "$pacing" = busy-poll ] && flags=(--busy-poll)
-  report "GetAssignments (50 exps)" "20k/s $pacing" "$(measure_rpcload 127.0.0.1:$port --rate 20000 -c 4 --no-decode "${flags[@]}" -H "x-tenant-id: bench" \
-    --method /platform.experimentation.v1.ExperimentationService/GetAssignments --data "$work/assign.message")"
-done
-kill "$server" 2>/dev/null || true
-wait "$server" 2>/dev/null || true
-
-# The machine's floor for the open-loop lines: the catalog's GetProduct
-# answered from its cache (about half the work per call at 4x16) at the same rate,
-# from the same client. When the hypervisor steals core 0 in pieces of
-# milliseconds, its p99 moves with ours.
-taskset -c 0 "$bin/catalog" --port $port --admin-port 0 --host 127.0.0.1 --data-dir "$work/catalog" --demo-data --log-level warning > "$work/catalog.log" 2>&1 &
+assign=(-c 4 --rate 20000 --no-decode -H "x-tenant-id: bench" \
+  --method /platform.experimentation.v1.ExperimentationService/GetAssignments --data "$work/assign.message")
+report "GetAssignments (50 exps)" "20k/s timer" "$(measure_rpcload 127.0.0.1:$port "${assign[@]}")"
+# Busy-polling, run by run alternately with the machine's floor: the
+# catalog's GetProduct answered from its cache (about half the work per
+# call at 4x16) at the same rate from the same client, started now and idle
+# until then. When the hypervisor steals core 0 in pieces of milliseconds,
+# both tails move together.
+taskset -c 0 "$bin/catalog" --port $floor_port --admin-port 0 --host 127.0.0.1 --data-dir "$work/catalog" --demo-data --log-level warning > "$work/catalog.log" 2>&1 &
 catalog=$!
-wait_for_port $port
-report "floor: catalog GetProduct" "20k/s busy-poll" "$(measure_rpcload 127.0.0.1:$port --rate 20000 -c 4 --busy-poll \
-  "$root/Benchmarks/rpcload/mixes/catalog-get.mix")"
-kill "$catalog" 2>/dev/null || true
+wait_for_port $floor_port
+ours=() floor=()
+for _ in $(seq 1 "$runs"); do
+  ours+=("$(runs=1 measure_rpcload 127.0.0.1:$port "${assign[@]}" --busy-poll)")
+  floor+=("$(runs=1 measure_rpcload 127.0.0.1:$floor_port -c 4 --rate 20000 --busy-poll "$root/Benchmarks/rpcload/mixes/catalog-get.mix")")
+done
+median_by_p99() { printf '%s\n' "$@" | sort -k3,3n | sed -n "$(( ($# + 1) / 2 ))p"; }
+report "GetAssignments (50 exps)" "20k/s busy-poll" "$(median_by_p99 "${ours[@]}")"
+report "floor: catalog GetProduct" "20k/s busy-poll" "$(median_by_p99 "${floor[@]}")"
+for i in "${!ours[@]}"; do
+  read -r _ _ ours_p99 _ ours_steal <<<"${ours[$i]}"; read -r _ _ floor_p99 _ floor_steal <<<"${floor[$i]}"
+  echo "#   run $((i + 1)): p99 $ours_p99 (core 0 stolen $ours_steal), floor $floor_p99 (stolen $floor_steal)"
+done
+kill "$server" "$catalog" 2>/dev/null || true
+wait "$server" "$catalog" 2>/dev/null || true
 
 echo "# raw assignment function, one thread on core 0"
 taskset -c 0 "$bin/assignment-benchmark" 200000 "$runs"
