@@ -264,6 +264,23 @@ func expectStatus(_ code: RPCStatus.Code, mentioning text: String? = nil, _ body
         let numeric = try await fixture.assign(["id": .init(numberValue: 123)], keys: ["a-running"])
         #expect(numeric.assignments[0].hashValue_p == "123")
 
+        // An experiment hashing another attribute, through its fallback: in
+        // one call with the others, each assignment names what it hashed.
+        var fallback = ExperimentationFixture.experiment("e-device")
+        fallback.hashAttribute = "user_id"
+        fallback.fallbackAttribute = "device_id"
+        _ = try await fixture.create(fallback)
+        let mixed = try await fixture.assign(["id": .init(stringValue: "user-42"), "device_id": .init(stringValue: "dev-7")],
+                                             keys: ["a-running", "e-device", "a-running"])
+        #expect(mixed.assignments.map(\.hashAttribute) == ["id", "device_id", "id"])
+        #expect(mixed.assignments.map(\.hashValue_p) == ["user-42", "dev-7", "user-42"])
+        #expect(mixed.assignments[1].bucket == GrowthBookHashing.hash(seed: "e-device", value: "dev-7", version: 2))
+        #expect(mixed.assignments[2].bucket == expectedBucket)
+
+        // A tenant without experiments gets an empty answer, not an error.
+        let none = try await fixture.assign(unit, tenant: "nobody")
+        #expect(none.assignments.isEmpty)
+
         await expectStatus(.notFound, mentioning: "missing-one") { _ = try await fixture.assign(unit, keys: ["a-running", "missing-one"]) }
         await expectStatus(.invalidArgument, mentioning: "experiment_keys") {
             _ = try await fixture.assign(unit, keys: (0..<101).map { "k\($0)" })

@@ -107,6 +107,7 @@ public enum AssignmentsEncoder {
             total += 1 + ProtobufWire.varintSize(UInt64(size)) + size
         }
         var buffer = ServerContext.encodedFieldsBuffer(capacity: total)
+        guard total > 0 else { return buffer }  // no experiment selected
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { raw in
             var writer = ProtobufWire.Writer(UnsafeMutableBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: total))
             for (decision, experiment) in zip(decisions, experiments) {
