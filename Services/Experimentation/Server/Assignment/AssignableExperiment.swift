@@ -208,15 +208,10 @@ public final class AssignableExperiment: Sendable {
     /// The variation `attributes` get, and why; the checks run in the order
     /// GetAssignments documents (GrowthBook's order). `stickyVariation` is
     /// the unit's stored sticky assignment: as in GrowthBook, it skips the
-    /// filter, namespace and coverage checks, not targeting.
-    public func decide(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil) -> Decision {
-        var lookups = UnitLookups()
-        return decide(attributes, now: now, stickyVariation: stickyVariation, lookups: &lookups)
-    }
-
-    /// `decide` for one of many experiments assigned to the same unit:
-    /// `lookups` carries the unit's hash input from one experiment to the
-    /// next that hashes the same attributes.
+    /// filter, namespace and coverage checks, not targeting. `lookups`
+    /// carries the unit's hash input from one experiment to the next that
+    /// hashes the same attributes, and holds the value the decision's
+    /// `unitIndex` points at.
     public func decide(_ attributes: [String: JSONValue], now: Date, stickyVariation: String? = nil,
                        lookups: inout UnitLookups) -> Decision {
         switch status {
