@@ -122,12 +122,8 @@ public struct RPCServiceMethod: Sendable {
         if var fields = context.takeEncodedResponseFields() {
             // The handler's own encoding is the bulk of the response: the
             // message's few fields follow it in the same buffer.
-            do {
-                let own: [UInt8] = try response.serializedBytes()
-                fields.writeBytes(own)
-            } catch {
-                throw RPCError(.internal, "failed to encode \(Response.protoMessageName): \(error)")
-            }
+            var own = try response.rpcPayload()
+            fields.writeBuffer(&own)
             payload = fields
         } else {
             payload = try response.rpcPayload()

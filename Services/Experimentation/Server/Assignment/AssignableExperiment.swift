@@ -132,8 +132,6 @@ public final class AssignableExperiment: Sendable {
         /// The unit that was hashed, as an index into `UnitLookups.units`;
         /// nil when none was.
         public var unitIndex: Int?
-        /// That unit's value is `fallback_attribute`'s.
-        public var unitIsFallback = false
         /// Set once the unit was hashed into the experiment.
         public var bucket: Double?
         /// The variation is the unit's stored sticky assignment.
@@ -240,7 +238,6 @@ public final class AssignableExperiment: Sendable {
         let unit = lookups.units[unitIndex]
         var decision = Decision(.notInCoverage)
         decision.unitIndex = unitIndex
-        decision.unitIsFallback = unit.isFallback
 
         let stickyIndex = stickyVariation.flatMap { variationKeys.firstIndex(of: $0) }
         if stickyIndex != nil {

@@ -96,10 +96,10 @@ public enum AssignmentsEncoder {
                               units: [AssignableExperiment.HashedUnit]) -> ByteBuffer {
         precondition(decisions.count == experiments.count, "AssignmentsEncoder: one decision per experiment")
         // Field 6, hash_value, of each unit: the same bytes in every assignment that hashed it.
-        let unitFields = units.map { unit -> [UInt8] in
+        let unitFields = units.map { unit -> UnitField in
             var field: [UInt8] = []
             if !unit.value.isEmpty { ProtobufWire.stringField(6, unit.value, to: &field) }  // proto3 leaves an empty string out
-            return field
+            return UnitField(hashValue: field, isFallback: unit.isFallback)
         }
         var total = 0
         for (decision, experiment) in zip(decisions, experiments) {
@@ -119,13 +119,21 @@ public enum AssignmentsEncoder {
         return buffer
     }
 
-    /// The size of one Assignment's fields.
+    private struct UnitField {
+        var hashValue: [UInt8]
+        var isFallback: Bool
+    }
+
+    /// The size of one Assignment's fields; `write` works it out again for
+    /// the length prefix rather than keep a second array per call.
     @inline(__always)
-    private static func fieldsSize(_ decision: AssignableExperiment.Decision, _ wire: AssignmentWireFields, unitFields: [[UInt8]]) -> Int {
+    private static func fieldsSize(_ decision: AssignableExperiment.Decision, _ wire: AssignmentWireFields, unitFields: [UnitField]) -> Int {
         var size = wire.key.count
         if decision.index < wire.variationCount { size += wire.variation(decision.index).count + wire.value(decision.index).count }
         if decision.inExperiment { size += 2 }
-        if let unit = decision.unitIndex { size += wire.hashAttribute(isFallback: decision.unitIsFallback).count + unitFields[unit].count }
+        if let unit = decision.unitIndex {
+            size += wire.hashAttribute(isFallback: unitFields[unit].isFallback).count + unitFields[unit].hashValue.count
+        }
         if decision.bucket != nil { size += 9 }
         if decision.reason.rawValue != 0 { size += 1 + ProtobufWire.varintSize(UInt64(decision.reason.rawValue)) }
         if decision.sticky { size += 2 }
@@ -134,7 +142,7 @@ public enum AssignmentsEncoder {
 
     /// One Assignment, fields in number order as SwiftProtobuf writes them.
     @inline(__always)
-    private static func write(_ decision: AssignableExperiment.Decision, _ wire: AssignmentWireFields, unitFields: [[UInt8]],
+    private static func write(_ decision: AssignableExperiment.Decision, _ wire: AssignmentWireFields, unitFields: [UnitField],
                               to writer: inout ProtobufWire.Writer) {
         let variation = decision.index < wire.variationCount ? decision.index : -1
         writer.byte(0x0A)  // GetAssignmentsResponse.assignments = 1
@@ -143,8 +151,8 @@ public enum AssignmentsEncoder {
         if variation >= 0 { writer.bytes(wire.variation(variation)) }
         if decision.inExperiment { writer.byte(4 << 3); writer.byte(1) }
         if let unit = decision.unitIndex {
-            writer.bytes(wire.hashAttribute(isFallback: decision.unitIsFallback))
-            unitFields[unit].withUnsafeBytes { writer.bytes($0) }
+            writer.bytes(wire.hashAttribute(isFallback: unitFields[unit].isFallback))
+            unitFields[unit].hashValue.withUnsafeBytes { writer.bytes($0) }
         }
         if let bucket = decision.bucket {
             writer.byte(7 << 3 | 1)
