@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MeridianRPC
+import NIOCore
 
 /// The flags every service executable takes. Unset flags fall back to the
 /// environment, then to defaults (see `ServiceConfiguration`).
@@ -30,6 +31,25 @@ public struct ServiceOptions: ParsableArguments {
     @Option(name: .customLong("handler-executor"),
             help: "Where handlers run: event-loop (no thread hop; the catalog's default) or shared-pool (the others' default) (env <SERVICE>_HANDLER_EXECUTOR).")
     public var handlerExecutor: String?
+
+    @Option(name: .customLong("max-connections"), help: "Open connections server-wide (env <SERVICE>_MAX_CONNECTIONS; default 4096).")
+    public var maxConnections: Int?
+
+    @Option(name: .customLong("max-connections-per-peer"),
+            help: "Open connections from one IP address (env <SERVICE>_MAX_CONNECTIONS_PER_PEER; default 256).")
+    public var maxConnectionsPerPeer: Int?
+
+    @Option(name: .customLong("max-in-flight-calls"),
+            help: "Calls in flight server-wide before new ones are refused, bar each connection's fair share (env <SERVICE>_MAX_IN_FLIGHT_CALLS; default 10000).")
+    public var maxInFlightCalls: Int?
+
+    @Option(name: .customLong("handshake-timeout"),
+            help: "Seconds for a client's preface, and for any request's headers once begun (env <SERVICE>_HANDSHAKE_TIMEOUT; default 10).")
+    public var handshakeTimeout: Double?
+
+    @Option(name: .customLong("keepalive-time"),
+            help: "Seconds without anything read before the server pings; 0 disables (env <SERVICE>_KEEPALIVE_TIME; default 7200).")
+    public var keepaliveTime: Double?
 
     public init() {}
 
@@ -66,6 +86,26 @@ public struct ServiceOptions: ParsableArguments {
                 throw ValidationError("handler executor must be event-loop or shared-pool, got \(executor)")
             }
             configuration.rpc.handlerExecutor = parsed
+        }
+        func seconds(_ key: String, _ flag: Double?) throws -> TimeAmount? {
+            let text = flag.map { String($0) } ?? env(key)
+            guard let text else { return nil }
+            guard let value = Double(text), value >= 0, value < 1e9 else {
+                throw ValidationError("\(prefix)_\(key) must be a number of seconds, got \(text)")
+            }
+            return .nanoseconds(Int64(value * 1e9))
+        }
+        func positive(_ key: String, _ flag: Int?) throws -> Int? {
+            guard let value = try flag ?? int(key) else { return nil }
+            guard value > 0 else { throw ValidationError("\(prefix)_\(key) must be positive, got \(value)") }
+            return value
+        }
+        if let value = try positive("MAX_CONNECTIONS", maxConnections) { configuration.rpc.maxConnections = value }
+        if let value = try positive("MAX_CONNECTIONS_PER_PEER", maxConnectionsPerPeer) { configuration.rpc.maxConnectionsPerPeer = value }
+        if let value = try positive("MAX_IN_FLIGHT_CALLS", maxInFlightCalls) { configuration.rpc.maxInFlightCalls = value }
+        if let value = try seconds("HANDSHAKE_TIMEOUT", handshakeTimeout) { configuration.rpc.handshakeTimeout = value }
+        if let value = try seconds("KEEPALIVE_TIME", keepaliveTime) {
+            configuration.rpc.keepalive.time = value == .zero ? nil : value
         }
         for (dependency, flagValue) in dependencies {
             let key = dependency.uppercased().replacingOccurrences(of: "-", with: "_") + "_ADDRESS"

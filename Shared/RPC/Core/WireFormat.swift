@@ -133,6 +133,7 @@ struct MessageDeframer {
 
     /// Bytes held that do not yet form a whole message.
     var hasPartialMessage: Bool { buffer.readableBytes > 0 }
+    var bufferedBytes: Int { buffer.readableBytes }
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
         buffer.writeBytes(bytes)

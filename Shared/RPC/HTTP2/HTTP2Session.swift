@@ -50,6 +50,15 @@ protocol HTTP2SessionDelegate: AnyObject {
     func sessionStreamClosed(streamID: Int32, errorCode: UInt32)
     func sessionGoAway(lastStreamID: Int32, errorCode: UInt32)
     func sessionReadData(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> DataReadResult
+    /// A frame header arrived (only when the session was made with
+    /// `watchesFrames`): the first frame, and HEADERS, RST_STREAM,
+    /// SETTINGS, PING and CONTINUATION frames. False ends the session
+    /// (`receive` throws).
+    func sessionBeginFrame(type: UInt8, flags: UInt8, streamID: Int32) -> Bool
+}
+
+extension HTTP2SessionDelegate {
+    func sessionBeginFrame(type: UInt8, flags: UInt8, streamID: Int32) -> Bool { true }
 }
 
 struct HTTP2Error: Error, CustomStringConvertible {
@@ -79,13 +88,18 @@ final class HTTP2Session {
 
     private(set) var session: OpaquePointer!
     unowned(unsafe) let delegate: any HTTP2SessionDelegate
+    /// Whether the first frame has begun (after the client preface, on a server).
+    private var sawFirstFrame = false
 
-    init(role: Role, settings: Settings, delegate: any HTTP2SessionDelegate) throws {
+    /// `watchesFrames`: report frame headers to `sessionBeginFrame` (the
+    /// server counts them against its flood limits).
+    init(role: Role, settings: Settings, delegate: any HTTP2SessionDelegate, watchesFrames: Bool = false) throws {
         self.delegate = delegate
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
         defer { nghttp2_session_callbacks_del(callbacks) }
         Self.installCallbacks(callbacks)
+        if watchesFrames { Self.installFrameWatch(callbacks) }
 
         var option: OpaquePointer?
         nghttp2_option_new(&option)
@@ -94,6 +108,13 @@ final class HTTP2Session {
         // arrived: this is how backpressure reaches the peer.
         nghttp2_option_set_no_auto_window_update(option, 1)
         nghttp2_option_set_max_send_header_block_length(option, 64 << 10)
+        // Closed streams are kept only for priority, which gRPC does not use.
+        nghttp2_option_set_no_closed_streams(option, 1)
+        // Queued PING and SETTINGS acknowledgements a peer can make us hold
+        // before the session fails as flooded (nghttp2's default, made explicit).
+        nghttp2_option_set_max_outbound_ack(option, 1000)
+        // Entries in one SETTINGS frame.
+        nghttp2_option_set_max_settings(option, 32)
         if role == .client {
             // Peers advertise their own limit; until they do, assume gRPC's usual.
             nghttp2_option_set_peer_max_concurrent_streams(option, 100)
@@ -137,30 +158,36 @@ final class HTTP2Session {
         }
     }
 
-    /// Serializes every pending frame into `buffer`.
-    func send(into buffer: inout ByteBuffer) throws {
-        while true {
+    /// Serializes every pending frame into `buffer`, stopping once it holds
+    /// `limit` bytes; returns whether it stopped there with more to send.
+    func send(into buffer: inout ByteBuffer, limit: Int) throws -> Bool {
+        while buffer.readableBytes < limit {
             var data: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(session, &data)
             if n < 0 { throw HTTP2Error(code: n, operation: "mem_send") }
-            guard n > 0, let data else { return }
+            guard n > 0, let data else { return false }
             buffer.writeBytes(UnsafeRawBufferPointer(start: data, count: n))
         }
+        return wantsWrite
     }
 
-    /// Serializes pending frames and writes them to the channel in one
-    /// write. Closes the channel when nghttp2 fails (protocol error).
-    func flush(to context: ChannelHandlerContext) {
+    /// Serializes pending frames, up to about `limit` bytes, and writes them
+    /// to the channel in one write; returns whether more is left to send.
+    /// Closes the channel when nghttp2 fails (protocol error).
+    @discardableResult
+    func flush(to context: ChannelHandlerContext, limit: Int = .max) -> Bool {
         var buffer = context.channel.allocator.buffer(capacity: 4096)
+        let more: Bool
         do {
-            try send(into: &buffer)
+            more = try send(into: &buffer, limit: limit)
         } catch {
             context.close(promise: nil)
-            return
+            return false
         }
         if buffer.readableBytes > 0 {
             context.writeAndFlush(NIOAny(buffer), promise: nil)
         }
+        return more
     }
 
     var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
@@ -224,6 +251,8 @@ final class HTTP2Session {
         nghttp2_submit_shutdown_notice(session)
     }
 
+    /// GOAWAY with `errorCode`; `message` goes in its debug data (gRPC
+    /// clients read "too_many_pings" there).
     func submitGoAway(errorCode: UInt32, message: String = "") {
         let last = nghttp2_session_get_last_proc_stream_id(session)
         var bytes = Array(message.utf8)
@@ -265,6 +294,19 @@ final class HTTP2Session {
             }
         }
     )
+
+    private static func installFrameWatch(_ callbacks: OpaquePointer?) {
+        nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks) { _, header, userData in
+            guard let header else { return 0 }
+            let session = HTTP2Session.from(userData)
+            let type = header.pointee.type
+            // DATA and WINDOW_UPDATE, most of the traffic, are not reported.
+            guard !session.sawFirstFrame || type == 0x1 || type == 0x3 || type == 0x4 || type == 0x6 || type == 0x9 else { return 0 }
+            session.sawFirstFrame = true
+            let proceed = session.delegate.sessionBeginFrame(type: type, flags: header.pointee.flags, streamID: header.pointee.stream_id)
+            return proceed ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+        }
+    }
 
     private static func installCallbacks(_ callbacks: OpaquePointer?) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in

@@ -30,10 +30,73 @@ public final class RPCServer: Sendable {
         public var maxConnectionIdle: TimeAmount?
         /// Connections older than this get a GOAWAY, spreading load again.
         public var maxConnectionAge: TimeAmount?
+        /// How long calls may still run after the max-age GOAWAY; nil: until they end.
+        public var maxConnectionAgeGrace: TimeAmount?
         /// How long shutdown lets calls in flight finish before cancelling them.
         public var shutdownGracePeriod: TimeAmount
         /// Where handler tasks run.
         public var handlerExecutor: HandlerExecutor
+
+        // Bounds against hostile or broken clients. Each one hit counts in
+        // `rpc_server_limit_hits_total{limit=...}`.
+
+        /// Open connections server-wide; more are sent a GOAWAY and closed.
+        public var maxConnections: Int
+        /// Open connections from one IP address.
+        public var maxConnectionsPerPeer: Int
+        /// Header fields in one request header block (the size limit is
+        /// `maxHeaderListSize`, counted as HTTP/2 does: name, value, 32).
+        public var maxHeaderCount: Int
+        /// Request bytes one connection may hold that no handler has taken
+        /// yet (partial messages, queued messages); at least one message of
+        /// `maxReceiveMessageSize` always fits.
+        public var maxBufferedBytesPerConnection: Int
+        /// The same, summed over the server. Each connection may still hold
+        /// `bufferedBytesReservePerConnection` when the sum is over, so small
+        /// requests on a fair connection are never refused for it.
+        public var maxBufferedBytes: Int
+        public var bufferedBytesReservePerConnection: Int
+        /// The client preface, then any request header block once begun,
+        /// must arrive within this.
+        public var handshakeTimeout: TimeAmount
+        /// A client that has not read what we sent for this long is dropped
+        /// (while it does not read, its connection is not read either).
+        public var writeStallTimeout: TimeAmount
+        public var keepalive: Keepalive
+        /// Frame-rate budgets, whatever limits the linked libnghttp2 has.
+        public var floods: FloodLimits
+
+        /// Server keepalive, and what it allows of clients' pings (gRPC's rules).
+        public struct Keepalive: Sendable {
+            /// A PING goes out after this long with nothing read; nil: never.
+            public var time: TimeAmount?
+            /// The PING's ACK must arrive within this, or the connection closes.
+            public var timeout: TimeAmount
+            /// Client pings closer together than this, with no response
+            /// sent in between, are strikes.
+            public var minPingInterval: TimeAmount
+            /// Strikes allowed; one more gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings".
+            public var maxPingStrikes: Int
+
+            public static var defaults: Keepalive {
+                Keepalive(time: .hours(2), timeout: .seconds(20), minPingInterval: .minutes(5), maxPingStrikes: 2)
+            }
+        }
+
+        public struct FloodLimits: Sendable {
+            /// CONTINUATION frames after one HEADERS frame.
+            public var maxContinuationFrames: Int
+            /// RST_STREAM frames from a client: a burst, then a rate.
+            public var resetBurst: Int
+            public var resetsPerSecond: Int
+            /// SETTINGS frames from a client: a burst, then a rate.
+            public var settingsBurst: Int
+            public var settingsPerSecond: Int
+
+            public static var defaults: FloodLimits {
+                FloodLimits(maxContinuationFrames: 16, resetBurst: 400, resetsPerSecond: 200, settingsBurst: 50, settingsPerSecond: 10)
+            }
+        }
 
         public enum HandlerExecutor: String, Sendable, CaseIterable {
             /// On the event loop of the call's connection (a task executor
@@ -53,8 +116,31 @@ public final class RPCServer: Sendable {
                 host: "127.0.0.1", port: 0, maxConcurrentStreams: 100,
                 maxReceiveMessageSize: 4 << 20, maxHeaderListSize: 16 << 10,
                 initialStreamWindowSize: 1 << 20, maxInFlightCalls: 10_000,
-                maxConnectionIdle: .minutes(30), maxConnectionAge: nil,
-                shutdownGracePeriod: .seconds(10), handlerExecutor: .sharedPool)
+                maxConnectionIdle: .minutes(30), maxConnectionAge: nil, maxConnectionAgeGrace: nil,
+                shutdownGracePeriod: .seconds(10), handlerExecutor: .sharedPool,
+                maxConnections: 4096, maxConnectionsPerPeer: 256, maxHeaderCount: 128,
+                maxBufferedBytesPerConnection: 8 << 20, maxBufferedBytes: 128 << 20,
+                bufferedBytesReservePerConnection: 64 << 10,
+                handshakeTimeout: .seconds(10), writeStallTimeout: .seconds(30),
+                keepalive: .defaults, floods: .defaults)
+        }
+
+        /// What one connection enforces by itself.
+        var connectionLimits: ServerConnectionStateMachine.Limits {
+            ServerConnectionStateMachine.Limits(
+                handshakeTimeout: handshakeTimeout, keepaliveTime: keepalive.time, keepaliveTimeout: keepalive.timeout,
+                minPingInterval: keepalive.minPingInterval, maxPingStrikes: keepalive.maxPingStrikes,
+                maxConnectionIdle: maxConnectionIdle, maxConnectionAge: maxConnectionAge,
+                maxConnectionAgeGrace: maxConnectionAgeGrace, writeStallTimeout: writeStallTimeout,
+                maxContinuationFrames: floods.maxContinuationFrames,
+                resets: TokenBucket.Rate(burst: floods.resetBurst, perSecond: floods.resetsPerSecond),
+                settings: TokenBucket.Rate(burst: floods.settingsBurst, perSecond: floods.settingsPerSecond))
+        }
+
+        /// The per-connection buffer bound actually enforced: room for one
+        /// message of the largest size and its frames' overhead.
+        var effectiveBufferedBytesPerConnection: Int {
+            max(maxBufferedBytesPerConnection, maxReceiveMessageSize + (64 << 10))
         }
 
         var http2Settings: HTTP2Session.Settings {
@@ -74,11 +160,21 @@ public final class RPCServer: Sendable {
         let interceptors: InterceptorChain
         let logger: Logger
         let connections = ConnectionRegistry()
+        let connectionLimiter: ConnectionLimiter
+        let receiveBudget: ReceiveBudget
+        let limitMetrics = LimitMetrics()
+        let connectionLimits: ServerConnectionStateMachine.Limits
+        let maxBufferedBytesPerConnection: Int
 
         init(configuration: Configuration, router: RPCRouter, interceptors: [any ServerInterceptor], logger: Logger) {
             self.configuration = configuration
             self.router = router
             self.limiter = InFlightLimiter(limit: configuration.maxInFlightCalls)
+            self.connectionLimiter = ConnectionLimiter(maxTotal: configuration.maxConnections, maxPerPeer: configuration.maxConnectionsPerPeer)
+            self.receiveBudget = ReceiveBudget(limit: configuration.maxBufferedBytes,
+                                               reservePerConnection: configuration.bufferedBytesReservePerConnection)
+            self.connectionLimits = configuration.connectionLimits
+            self.maxBufferedBytesPerConnection = configuration.effectiveBufferedBytesPerConnection
             self.interceptors = InterceptorChain(interceptors: interceptors)
             self.logger = logger
         }
@@ -104,6 +200,12 @@ public final class RPCServer: Sendable {
 
     /// Calls running now.
     public var callsInFlight: Int { shared.limiter.inFlight }
+
+    /// Connections open now (admitted ones).
+    public var openConnections: Int { shared.connectionLimiter.count }
+
+    /// Request bytes held now that no handler has taken yet.
+    public var bufferedRequestBytes: Int { shared.receiveBudget.bytes }
 
     /// Binds and starts accepting; returns the bound address.
     @discardableResult

@@ -51,6 +51,9 @@ public struct RPCServiceMethod: Sendable {
 
     public let path: String
     public let kind: Kind
+    /// Health checks and reflection: never refused for the application's
+    /// load, so orchestrators and tools see a busy server as alive.
+    let bypassesAdmission: Bool
     let run: @Sendable (ServerCall, ServerContext) async throws -> Void
     /// Answers the call on the event loop, without a task, when it can:
     /// nil once answered, or what is left to run in a task.
@@ -62,6 +65,7 @@ public struct RPCServiceMethod: Sendable {
         self.kind = kind
         self.run = run
         self.immediate = immediate
+        self.bypassesAdmission = path.hasPrefix("/grpc.health.v1.Health/") || path.hasPrefix("/grpc.reflection.")
     }
 
     public static func unary<Request: Message, Response: Message>(

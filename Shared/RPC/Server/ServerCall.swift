@@ -20,7 +20,16 @@ final class ServerCall: @unchecked Sendable {
     var context: ServerContext?
     private var deframer: MessageDeframer
     private var inbound = CircularBuffer<ByteBuffer>()
+    private var inboundBytes = 0
+    /// Request bytes held (partial and queued messages) as the connection
+    /// last counted them.
+    private var accountedBytes = 0
     private var requestEnded = false
+    /// Request header fields seen, counted as HTTP/2 counts a header list.
+    var headerListSize = 0
+    var headerCount = 0
+    /// The header limit the request broke; its headers are no longer kept.
+    var brokenHeaderLimit: LimitKind?
     /// DATA bytes received but not yet given back to the flow-control window.
     private var unconsumedBytes = 0
     private var readerWaiter: CheckedContinuation<ByteBuffer?, any Error>?
@@ -77,6 +86,7 @@ final class ServerCall: @unchecked Sendable {
     }
 
     var isFinished: Bool { state == .finished }
+    var hasRequestEnded: Bool { requestEnded }
 
     /// The connection answered in plain HTTP; nothing more may be sent.
     func markAnswered() { state = .finished }
@@ -94,6 +104,7 @@ final class ServerCall: @unchecked Sendable {
                     return RPCStatus(.internal, "more than one request message for a unary-request method")
                 }
                 inbound.append(message)
+                inboundBytes += message.readableBytes
             }
         } catch .tooLarge(let size) {
             return RPCStatus(.resourceExhausted, "request message of \(size) bytes exceeds the limit of \(deframer.maxMessageSize) bytes")
@@ -107,8 +118,20 @@ final class ServerCall: @unchecked Sendable {
             giveBackWindow()
         }
         deliverToReader()
+        updateAccounting()
         return nil
     }
+
+    /// Tells the connection how many request bytes this call holds now.
+    private func updateAccounting() {
+        let held = deframer.bufferedBytes + inboundBytes
+        guard held != accountedBytes else { return }
+        connection.bufferedBytesChanged(by: held - accountedBytes)
+        accountedBytes = held
+    }
+
+    /// The request's END_STREAM arrived (before its frame is handled).
+    func noteRequestEnded() { requestEnded = true }
 
     func endOfRequest() -> RPCStatus? {
         requestEnded = true
@@ -131,6 +154,8 @@ final class ServerCall: @unchecked Sendable {
         guard let waiter = readerWaiter else { return }
         if let message = inbound.popFirst() {
             readerWaiter = nil
+            inboundBytes -= message.readableBytes
+            updateAccounting()
             if inbound.isEmpty { giveBackWindow() }
             waiter.resume(returning: message)
         } else if requestEnded {
@@ -365,6 +390,10 @@ final class ServerCall: @unchecked Sendable {
         failWriter(CancellationError())
         connection.consumeConnection(count: unconsumedBytes)
         unconsumedBytes = 0
+        if accountedBytes != 0 {
+            connection.bufferedBytesChanged(by: -accountedBytes)
+            accountedBytes = 0
+        }
         context = nil
     }
 

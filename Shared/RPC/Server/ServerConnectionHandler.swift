@@ -17,16 +17,25 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     /// and end one after another, so this spares most dictionary lookups.
     private var recentCall: ServerCall?
     private var peer = "unknown"
+    /// The peer's address as the connection limiter counted it; nil when
+    /// the connection was refused.
+    private var admittedPeer: String?
     private var isReading = false
-    private var idleTimer: Scheduled<Void>?
-    /// When the last call ended; nil while calls are in flight. The idle
-    /// timer checks it when it fires instead of being cancelled and armed
-    /// again around every call.
-    private var idleSince: NIODeadline? = .now()
-    private var ageTimer: Scheduled<Void>?
-    private var draining = false
+    /// Timers, keepalive, flood budgets and the connection's lifecycle.
+    private var machine: ServerConnectionStateMachine
+    private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
     private var closeAfterFlush = false
     private var flushScheduled = false
+    /// Streams answered before their request ended: reset (NO_ERROR) once
+    /// the frames ending them are written, so the client stops sending.
+    private var streamsToReset: [Int32] = []
+    /// Permits of the in-flight limiter this connection's calls hold.
+    private var permitsHeld = 0
+    /// Request bytes this connection's calls hold that no handler has taken.
+    private var bufferedBytes = 0
+    /// The action a frame check decided while nghttp2 was parsing.
+    private var pendingAbort: ServerConnectionStateMachine.Action?
     /// The method this connection last called, by path: most connections
     /// call one or two methods, so its path string and route are reused.
     private var lastRoute: (path: String, method: RPCServiceMethod)?
@@ -34,8 +43,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     /// global concurrent executor.
     private var handlerExecutor: EventLoopTaskExecutor?
 
+    /// Bytes serialized per write before checking the socket again, so a
+    /// slow reader's backlog waits in nghttp2 and the calls, not in NIO.
+    private static let writeChunk = 256 << 10
+
     init(shared: RPCServer.Shared) {
         self.shared = shared
+        self.machine = ServerConnectionStateMachine(limits: shared.connectionLimits, now: .now())
     }
 
     var logger: Logger { shared.logger }
@@ -44,20 +58,32 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        peer = context.channel.remoteAddress?.description ?? "unknown"
+        let address = context.channel.remoteAddress
+        peer = address?.description ?? "unknown"
         do {
-            session = try HTTP2Session(role: .server, settings: shared.configuration.http2Settings, delegate: self)
+            session = try HTTP2Session(role: .server, settings: shared.configuration.http2Settings, delegate: self, watchesFrames: true)
         } catch {
             logger.error("cannot create HTTP/2 session", metadata: ["error": "\(error)"])
             context.close(promise: nil)
             return
         }
+        let peerKey = address?.ipAddress ?? peer
+        switch shared.connectionLimiter.admit(peer: peerKey) {
+        case .admitted:
+            admittedPeer = peerKey
+        case .refused(let kind):
+            // Polite shedding: our SETTINGS and a GOAWAY saying why, then close.
+            shared.limitMetrics.hit(kind)
+            logger.debug("connection refused", metadata: ["peer": "\(peer)", "limit": "\(kind.rawValue)"])
+            machine.closed()
+            session.submitGoAway(errorCode: ServerConnectionStateMachine.ErrorCode.enhanceYourCalm,
+                                 message: kind == .connections ? "too many connections" : "too many connections from this address")
+            closeAfterFlush = true
+            return
+        }
         shared.connections.register(self, on: context.eventLoop)
         if shared.configuration.handlerExecutor == .eventLoop { handlerExecutor = EventLoopTaskExecutor(context.eventLoop) }
-        if let maxAge = shared.configuration.maxConnectionAge {
-            ageTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxAge) { [self] in beginGracefulShutdown() }
-        }
-        armIdleTimer()
+        rearmTimer()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -66,18 +92,28 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // A connection being closed reads nothing more.
+        guard !machine.isClosed else { return }
         let buffer = unwrapInboundIn(data)
+        machine.bytesRead()
+        let wasAwaitingPreface = machine.isAwaitingPreface
         isReading = true
         do {
             try session.receive(buffer)
         } catch {
-            logger.debug("HTTP/2 protocol error, closing", metadata: ["peer": "\(peer)", "error": "\(error)"])
             isReading = false
-            flush()
-            context.close(promise: nil)
+            if let pendingAbort {
+                self.pendingAbort = nil
+                perform(pendingAbort)
+            } else {
+                logger.debug("HTTP/2 protocol error, closing", metadata: ["peer": "\(peer)", "error": "\(error)"])
+                perform(machine.protocolFailed())
+            }
             return
         }
         isReading = false
+        // A header block left open must complete in time: make sure the timer looks.
+        if machine.isInHeaderBlock || wasAwaitingPreface { rearmTimer() }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -85,13 +121,25 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         context.fireChannelReadComplete()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        perform(machine.writabilityChanged(isWritable: context.channel.isWritable, now: .now()))
+        if context.channel.isWritable { flush() }
+        rearmTimer()
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        ageTimer?.cancel()
+        machine.closed()
+        timer?.cancel()
+        timer = nil
         for call in calls.values { releaseAndClose(call) }
         calls.removeAll()
         recentCall = nil
-        shared.connections.unregister(self, on: context.eventLoop)
+        if let admittedPeer {
+            shared.connectionLimiter.release(peer: admittedPeer)
+            self.admittedPeer = nil
+            shared.connections.unregister(self, on: context.eventLoop)
+        }
         context.fireChannelInactive()
     }
 
@@ -102,20 +150,40 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     // MARK: Output
 
-    /// Writes whatever nghttp2 has queued. Deferred while reading, so one
-    /// socket read produces one write.
+    /// Writes what nghttp2 has queued, while the peer keeps reading.
+    /// Deferred while reading, so one socket read produces one write.
     func flush() {
-        guard !isReading, let context, let session else { return }
-        session.flush(to: context)
+        guard !isReading, let context, let session, context.channel.isActive else { return }
+        // A peer that does not read keeps its backlog in nghttp2 (whose
+        // queue of acknowledgements is bounded) and in the calls' bounded
+        // buffers, not in the channel; writability brings us back here.
+        guard context.channel.isWritable else { return }
+        var more = session.flush(to: context, limit: Self.writeChunk)
+        // Resets go out only once everything before them is serialized:
+        // nghttp2 drops a stream's queued HEADERS when it is reset.
+        if !more && !streamsToReset.isEmpty {
+            for streamID in streamsToReset { session.resetStream(streamID: streamID, errorCode: NGHTTP2_NO_ERROR.rawValue) }
+            streamsToReset.removeAll()
+            more = session.flush(to: context, limit: Self.writeChunk)
+        }
         if closeAfterFlush {
             context.close(promise: nil)
             return
         }
-        // nghttp2 is done with the connection (GOAWAY exchanged, nothing in
-        // flight): drop it. Calls still running keep it open until they end.
-        if !session.wantsRead && !session.wantsWrite && calls.isEmpty {
-            context.close(promise: nil)
+        if !session.wantsRead {
+            if !calls.isEmpty {
+                // nghttp2 ended the session (a fatal GOAWAY is out): no call
+                // can finish, so none may hold the connection open.
+                perform(machine.protocolFailed())
+                return
+            }
+            // GOAWAY exchanged, nothing in flight: done.
+            if !session.wantsWrite {
+                context.close(promise: nil)
+                return
+            }
         }
+        if more { flushSoon() }
     }
 
     /// Writes what calls have queued once the event loop has run the work
@@ -134,11 +202,18 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     }
 
     func submitResponse(streamID: Int32, headers: [(String, String)], hasBody: Bool) {
+        machine.responseDataSent()
         do {
             try session.submitResponse(streamID: streamID, headers: headers, hasBody: hasBody)
         } catch {
             logger.debug("cannot submit response", metadata: ["stream": "\(streamID)", "error": "\(error)"])
             session.resetStream(streamID: streamID, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
+            return
+        }
+        // Answered with the request still coming: a reset once the answer
+        // is written tells the client to stop sending it.
+        if !hasBody, let call = call(streamID), !call.hasRequestEnded {
+            streamsToReset.append(streamID)
         }
     }
 
@@ -146,45 +221,81 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     func consume(streamID: Int32, count: Int) { session.consume(streamID: streamID, count: count) }
     func consumeConnection(count: Int) { session.consumeConnection(count: count) }
 
+    /// A call's held request bytes changed (event loop).
+    func bufferedBytesChanged(by delta: Int) {
+        bufferedBytes += delta
+        shared.receiveBudget.add(delta)
+    }
+
     // MARK: Lifecycle
 
     /// GOAWAY, then close once the calls in flight are done.
     func beginGracefulShutdown() {
-        guard !draining, session != nil else { return }
-        draining = true
-        session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue)
-        closeAfterFlush = calls.isEmpty
-        flush()
+        guard session != nil else { return }
+        perform(machine.beginGracefulShutdown(now: .now()))
     }
 
     /// Cancels every call still running (end of the shutdown grace period).
     func cancelAllCalls() {
-        for call in calls.values {
-            call.finish(status: RPCStatus(.unavailable, "server is shutting down"), context: nil)
-            call.task?.cancel()
-        }
+        failAllCalls(RPCStatus(.unavailable, "server is shutting down"))
         flush()
         context?.close(promise: nil)
     }
 
-    /// Notes that the connection went idle, and makes sure a timer will
-    /// look at it once it may have been idle for `maxConnectionIdle`.
-    private func armIdleTimer() {
-        let now = NIODeadline.now()
-        idleSince = now
-        guard idleTimer == nil, let maxIdle = shared.configuration.maxConnectionIdle else { return }
-        scheduleIdleCheck(at: now + maxIdle, maxIdle: maxIdle)
+    private func failAllCalls(_ status: RPCStatus) {
+        for call in calls.values {
+            call.finish(status: status, context: nil)
+            call.task?.cancel()
+        }
     }
 
-    private func scheduleIdleCheck(at deadline: NIODeadline, maxIdle: TimeAmount) {
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            idleTimer = nil
-            guard let idleSince, calls.isEmpty else { return }  // busy: armed again when the last call ends
-            if idleSince + maxIdle <= .now() {
-                beginGracefulShutdown()
-            } else {
-                scheduleIdleCheck(at: idleSince + maxIdle, maxIdle: maxIdle)
-            }
+    /// Carries out what the state machine decided.
+    private func perform(_ action: ServerConnectionStateMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .sendPing:
+            session.submitPing()
+            flush()
+        case .goAway(let debug):
+            session.submitGoAway(errorCode: ServerConnectionStateMachine.ErrorCode.noError, message: debug)
+            closeAfterFlush = calls.isEmpty
+            flush()
+        case .abort(_, .drained, _):
+            // The last call of a draining connection ended: close once the
+            // frames ending it are written (this may run while they are
+            // being serialized).
+            closeAfterFlush = true
+            flushSoon()
+        case .abort(let code, let reason, let debug):
+            if reason != .drainTimeout { shared.limitMetrics.hit(reason) }
+            logger.debug("closing connection", metadata: ["peer": "\(peer)", "reason": "\(reason.rawValue)", "detail": "\(debug)"])
+            if reason != .protocolError { session.submitGoAway(errorCode: code, message: debug) }
+            failAllCalls(RPCStatus(.unavailable, debug.isEmpty ? "connection closed" : "connection closed: \(debug)"))
+            closeAfterFlush = true
+            flush()
+            // Not writable: the GOAWAY cannot go out; close anyway.
+            context?.close(promise: nil)
+        case .pauseReads:
+            _ = try? context?.channel.syncOptions?.setOption(.autoRead, value: false)
+        case .resumeReads:
+            _ = try? context?.channel.syncOptions?.setOption(.autoRead, value: true)
+            context?.read()
+        }
+    }
+
+    /// Makes sure one timer fires by the machine's next deadline. A timer
+    /// already due sooner stays: it looks again when it fires.
+    private func rearmTimer() {
+        guard let context, let deadline = machine.nextDeadline(hasOpenCalls: !calls.isEmpty) else { return }
+        if let armed = timerDeadline, armed <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            timer = nil
+            timerDeadline = nil
+            perform(machine.tick(now: .now(), hasOpenCalls: !calls.isEmpty))
+            rearmTimer()
         }
     }
 
@@ -197,18 +308,44 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         return call
     }
 
+    func sessionBeginFrame(type: UInt8, flags: UInt8, streamID: Int32) -> Bool {
+        // A request's single HEADERS frame, the usual case, needs no clock.
+        if type == ServerConnectionStateMachine.Frame.headers, flags & ServerConnectionStateMachine.Frame.endHeadersFlag != 0,
+           !machine.isInHeaderBlock, !machine.isAwaitingPreface {
+            return true
+        }
+        let action = machine.frameBegan(type: type, flags: flags, now: .now())
+        guard case .abort = action else { return true }
+        pendingAbort = action
+        return false
+    }
+
     func sessionBeginHeaders(streamID: Int32) {
         guard call(streamID) == nil else { return }  // trailers of a request
         let call = ServerCall(
             streamID: streamID, connection: self, eventLoop: context.eventLoop,
             maxMessageSize: shared.configuration.maxReceiveMessageSize)
+        if calls.isEmpty { machine.callsBecameBusy() }
         calls[streamID] = call
         recentCall = call
-        idleSince = nil
     }
 
     func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
-        guard let call = call(streamID), call.method == nil, !call.isFinished else { return }
+        guard let call = call(streamID), call.method == nil, !call.isFinished, call.brokenHeaderLimit == nil else { return }
+        // Counted before anything is kept: a header block that decodes to
+        // more than the limits (an HPACK bomb) costs nothing but the count.
+        call.headerListSize += field.name.count + field.value.count + 32
+        call.headerCount += 1
+        if call.headerListSize > Int(shared.configuration.maxHeaderListSize) {
+            call.brokenHeaderLimit = .headerListSize
+            call.headers = ServerCall.RequestHeaders()
+            return
+        }
+        if call.headerCount > shared.configuration.maxHeaderCount {
+            call.brokenHeaderLimit = .headerCount
+            call.headers = ServerCall.RequestHeaders()
+            return
+        }
         // Names compared as bytes; strings made only of what the call keeps.
         if field.nameIs(":path") {
             call.path = field.valueString(reusing: lastRoute?.path ?? "")
@@ -231,8 +368,17 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
         guard let call = call(streamID) else { return }
+        if endStream { call.noteRequestEnded() }
         if call.method == nil && !call.isFinished {
-            startCall(call)
+            if let broken = call.brokenHeaderLimit {
+                shared.limitMetrics.hit(broken)
+                let limit = broken == .headerCount
+                    ? "\(shared.configuration.maxHeaderCount) header fields"
+                    : "\(shared.configuration.maxHeaderListSize) bytes"
+                call.sendTrailersOnly(status: RPCStatus(.resourceExhausted, "request metadata exceeds the limit of \(limit)"))
+            } else {
+                startCall(call)
+            }
         }
         if endStream { requestEnded(call) }
     }
@@ -243,14 +389,29 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             return
         }
         if call.isFinished {
-            session.consume(streamID: streamID, count: bytes.count)
+            // Answered already: the connection's window comes back, the
+            // stream's does not (it is being reset).
+            session.consumeConnection(count: bytes.count)
             return
         }
-        if let failure = call.receive(bytes) { fail(call, failure) }
+        if let failure = call.receive(bytes) {
+            fail(call, failure)
+            return
+        }
+        if bufferedBytes > shared.maxBufferedBytesPerConnection {
+            shared.limitMetrics.hit(.connectionReceiveBuffer)
+            fail(call, RPCStatus(.resourceExhausted,
+                                 "the connection holds more than \(shared.maxBufferedBytesPerConnection) bytes of unfinished requests"))
+        } else if shared.receiveBudget.isOver(connectionBytes: bufferedBytes) {
+            shared.limitMetrics.hit(.serverReceiveBuffer)
+            fail(call, RPCStatus(.resourceExhausted, "the server holds too many unfinished requests; retry later",
+                                 details: StatusDetails.retryInfo(delayMilliseconds: 100, reason: "OVERLOADED")))
+        }
     }
 
     func sessionDataComplete(streamID: Int32, endStream: Bool) {
         guard endStream, let call = call(streamID) else { return }
+        call.noteRequestEnded()
         requestEnded(call)
     }
 
@@ -259,16 +420,21 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         guard let call = calls.removeValue(forKey: streamID) else { return }
         releaseAndClose(call)
         if calls.isEmpty {
-            // Close only after the frames that ended the stream are written:
-            // this runs in the middle of serializing them.
-            if draining { closeAfterFlush = true } else { armIdleTimer() }
+            perform(machine.callsBecameIdle(now: .now()))
+            rearmTimer()
         }
     }
 
     func sessionGoAway(lastStreamID: Int32, errorCode: UInt32) {}
 
     func sessionReadData(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> DataReadResult {
-        call(streamID)?.readOutbound(into: buffer) ?? .bytes(count: 0, endOfData: true, trailers: nil)
+        guard let call = call(streamID) else { return .bytes(count: 0, endOfData: true, trailers: nil) }
+        let result = call.readOutbound(into: buffer)
+        if case .bytes(let count, let endOfData, _) = result {
+            if count > 0 { machine.responseDataSent() }
+            if endOfData && !call.hasRequestEnded { streamsToReset.append(streamID) }
+        }
+        return result
     }
 
     // MARK: Calls
@@ -308,17 +474,22 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             method = found
             lastRoute = (call.path, found)
         }
-        guard !draining else {
+        guard machine.acceptsCalls else {
             call.sendTrailersOnly(status: RPCStatus(.unavailable, "server is shutting down"))
             return
         }
-        guard shared.limiter.tryAcquire() else {
-            call.sendTrailersOnly(status: RPCStatus(
-                .unavailable, "server is at its limit of \(shared.limiter.limit) calls in flight; retry later",
-                details: StatusDetails.retryInfo(delayMilliseconds: 50, reason: "OVERLOADED")))
-            return
+        // Health and reflection are never refused for the application's load.
+        if !method.bypassesAdmission {
+            guard shared.limiter.tryAcquire(heldByConnection: permitsHeld, connections: shared.connectionLimiter.count) else {
+                shared.limitMetrics.hit(.inFlightCalls)
+                call.sendTrailersOnly(status: RPCStatus(
+                    .unavailable, "server is at its limit of \(shared.limiter.limit) calls in flight; retry later",
+                    details: StatusDetails.retryInfo(delayMilliseconds: 50, reason: "OVERLOADED")))
+                return
+            }
+            call.holdsPermit = true
+            permitsHeld += 1
         }
-        call.holdsPermit = true
         call.method = method
         let serverContext = ServerContext(path: call.path, requestMetadata: headers.metadata, deadline: deadline, peer: peer)
         call.headers.metadata = Metadata()  // owned by the context now
@@ -412,6 +583,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         call.closed()
         if call.holdsPermit {
             call.holdsPermit = false
+            permitsHeld -= 1
             shared.limiter.release()
         }
     }
