@@ -24,7 +24,6 @@ final class ServerCall: @unchecked Sendable {
     /// Request bytes held (partial and queued messages) as the connection
     /// last counted them.
     private var accountedBytes = 0
-    private var requestEnded = false
     /// Request header fields seen, counted as HTTP/2 counts a header list.
     var headerListSize = 0
     var headerCount = 0
@@ -34,8 +33,10 @@ final class ServerCall: @unchecked Sendable {
     private var unconsumedBytes = 0
     private var readerWaiter: CheckedContinuation<ByteBuffer?, any Error>?
 
+    /// How far the request and the response have got.
+    private(set) var lifecycle = ServerCallStateMachine()
+
     // Response side.
-    private var state = ResponseState.idle
     private var pendingOutbound = ByteBuffer()
     private var pendingTrailers: [(String, String)]?
     private var writerWaiter: CheckedContinuation<Void, any Error>?
@@ -55,17 +56,6 @@ final class ServerCall: @unchecked Sendable {
     var task: Task<Void, Never>?
     var deadlineTimer: Scheduled<Void>?
     var holdsPermit = false
-    private(set) var isClosed = false
-
-    /// What the response has sent so far.
-    enum ResponseState {
-        /// Nothing sent.
-        case idle
-        /// Headers submitted; messages may follow.
-        case streaming
-        /// Status queued or sent; nothing more may be written.
-        case finished
-    }
 
     struct RequestHeaders {
         var method = ""
@@ -85,11 +75,12 @@ final class ServerCall: @unchecked Sendable {
         self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
     }
 
-    var isFinished: Bool { state == .finished }
-    var hasRequestEnded: Bool { requestEnded }
+    var isFinished: Bool { lifecycle.isFinished }
+    var hasRequestEnded: Bool { lifecycle.hasRequestEnded }
+    private var isClosed: Bool { lifecycle.isClosed }
 
     /// The connection answered in plain HTTP; nothing more may be sent.
-    func markAnswered() { state = .finished }
+    func markAnswered() { lifecycle.answeredOutsideGRPC() }
 
     // MARK: Inbound (event loop)
 
@@ -130,11 +121,14 @@ final class ServerCall: @unchecked Sendable {
         accountedBytes = held
     }
 
-    /// The request's END_STREAM arrived (before its frame is handled).
-    func noteRequestEnded() { requestEnded = true }
+    /// The request's header block is complete.
+    func headersReceived(endStream: Bool) { lifecycle.headersReceived(endStream: endStream) }
+
+    /// The request's END_STREAM arrived on a DATA frame (before the frame is handled).
+    func noteRequestEnded() { lifecycle.requestEnded() }
 
     func endOfRequest() -> RPCStatus? {
-        requestEnded = true
+        lifecycle.requestEnded()
         if deframer.hasPartialMessage {
             return RPCStatus(.internal, "request ended inside a length-prefixed message")
         }
@@ -158,7 +152,7 @@ final class ServerCall: @unchecked Sendable {
             updateAccounting()
             if inbound.isEmpty { giveBackWindow() }
             waiter.resume(returning: message)
-        } else if requestEnded {
+        } else if lifecycle.hasRequestEnded {
             readerWaiter = nil
             waiter.resume(returning: nil)
         }
@@ -181,7 +175,7 @@ final class ServerCall: @unchecked Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
                 onLoop {
-                    if Task.isCancelled || self.isClosed && self.inbound.isEmpty && !self.requestEnded {
+                    if Task.isCancelled || self.isClosed && self.inbound.isEmpty && !self.hasRequestEnded {
                         continuation.resume(throwing: CancellationError())
                         return
                     }
@@ -222,7 +216,7 @@ final class ServerCall: @unchecked Sendable {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 onLoop {
-                    guard !self.isClosed, self.state != .finished else {
+                    guard self.lifecycle.acceptsWrites else {
                         continuation.resume(throwing: CancellationError())
                         return
                     }
@@ -247,7 +241,7 @@ final class ServerCall: @unchecked Sendable {
             defer { staged.frames = ByteBuffer() }
             return staged.frames
         }
-        guard frames.readableBytes > 0, !isClosed, state != .finished, let context else { return }
+        guard frames.readableBytes > 0, lifecycle.acceptsWrites, let context else { return }
         startResponseIfNeeded(context: context)
         pendingOutbound.writeBuffer(&frames)
         noteStreamBacklog()
@@ -274,7 +268,7 @@ final class ServerCall: @unchecked Sendable {
     func sendHeaders(context: ServerContext) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             onLoop {
-                guard !self.isClosed, self.state != .finished else {
+                guard self.lifecycle.acceptsWrites else {
                     continuation.resume(throwing: CancellationError())
                     return
                 }
@@ -289,7 +283,7 @@ final class ServerCall: @unchecked Sendable {
     /// Sends the one response message, already framed (`WireFormat.frame`).
     func respondUnary(framed message: ByteBuffer, context: ServerContext) {
         onLoop {
-            guard !self.isClosed, self.state != .finished else { return }
+            guard self.lifecycle.acceptsWrites else { return }
             self.drainStaged()
             self.startResponseIfNeeded(context: context)
             if self.pendingOutbound.readableBytes == 0 {
@@ -305,10 +299,10 @@ final class ServerCall: @unchecked Sendable {
     /// Ends the call with `status`. Idempotent: the first status wins.
     func finish(status: RPCStatus, context: ServerContext?) {
         onLoop {
-            guard !self.isClosed, self.state != .finished else { return }
+            guard self.lifecycle.acceptsWrites else { return }
             self.drainStaged()
             let trailers = context?.responseTrailers ?? Metadata()
-            if self.state == .idle {
+            if self.lifecycle.response == .idle {
                 self.sendTrailersOnly(status: status, metadata: trailers, headersMetadata: context?.responseHeaders)
             } else {
                 self.queueTrailers(status: status, trailers: trailers)
@@ -323,15 +317,14 @@ final class ServerCall: @unchecked Sendable {
     }
 
     private func startResponseIfNeeded(context: ServerContext) {
-        guard state == .idle else { return }
-        state = .streaming
+        guard lifecycle.startResponse() == .sendHeaders else { return }
         var headers: [(String, String)] = [(":status", "200"), ("content-type", "application/grpc")]
         HeaderCoding.append(context.responseHeaders, to: &headers)
         connection.submitResponse(streamID: streamID, headers: headers, hasBody: true)
     }
 
     private func queueTrailers(status: RPCStatus, trailers: Metadata) {
-        state = .finished
+        guard case .sendTrailers = lifecycle.finish() else { return }
         refuseWrites()
         var fields = HeaderCoding.statusFields(status)
         HeaderCoding.append(trailers, to: &fields)
@@ -342,14 +335,15 @@ final class ServerCall: @unchecked Sendable {
 
     /// An error before anything was sent: one HEADERS frame with the status.
     func sendTrailersOnly(status: RPCStatus, metadata: Metadata = Metadata(), headersMetadata: Metadata? = nil) {
-        guard state == .idle, !isClosed else { return }
-        state = .finished
+        guard lifecycle.response == .idle, case .sendTrailersOnly(let resetAfter) = lifecycle.finish() else { return }
         refuseWrites()
         var fields: [(String, String)] = [(":status", "200"), ("content-type", "application/grpc")]
         fields += HeaderCoding.statusFields(status)
         if let headersMetadata { HeaderCoding.append(headersMetadata, to: &fields) }
         HeaderCoding.append(metadata, to: &fields)
         connection.submitResponse(streamID: streamID, headers: fields, hasBody: false)
+        // Answered with the request still coming: the client stops sending it.
+        if resetAfter { connection.resetOnceWritten(streamID: streamID) }
         connection.flushSoon()
     }
 
@@ -374,15 +368,12 @@ final class ServerCall: @unchecked Sendable {
     /// The stream is gone (completed, reset by the client, or the connection
     /// closed): stop the handler and release everything.
     func closed() {
-        isClosed = true
+        let action = lifecycle.streamClosed()
         refuseWrites()
         deadlineTimer?.cancel()
         deadlineTimer = nil
-        if state != .finished {
-            // The caller left before we answered: the handler must not go on.
-            task?.cancel()
-        }
-        state = .finished
+        // The caller left before we answered: the handler must not go on.
+        if action == .cancelHandler { task?.cancel() }
         if let waiter = readerWaiter {
             readerWaiter = nil
             waiter.resume(throwing: CancellationError())

@@ -210,12 +210,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             session.resetStream(streamID: streamID, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
             return
         }
-        // Answered with the request still coming: a reset once the answer
-        // is written tells the client to stop sending it.
-        if !hasBody, let call = call(streamID), !call.hasRequestEnded {
-            streamsToReset.append(streamID)
-        }
     }
+
+    /// Resets the stream (NO_ERROR) once what is queued for it is written.
+    func resetOnceWritten(streamID: Int32) { streamsToReset.append(streamID) }
 
     func resumeData(streamID: Int32) { session.resumeData(streamID: streamID) }
     func consume(streamID: Int32, count: Int) { session.consume(streamID: streamID, count: count) }
@@ -368,6 +366,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
         guard let call = call(streamID) else { return }
+        call.headersReceived(endStream: endStream)
         if endStream { call.noteRequestEnded() }
         if call.method == nil && !call.isFinished {
             if let broken = call.brokenHeaderLimit {
@@ -449,6 +448,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             // Not a gRPC request at all: answer in plain HTTP, as the protocol says.
             call.markAnswered()
             submitResponse(streamID: call.streamID, headers: [(":status", "415"), ("content-type", "text/plain")], hasBody: false)
+            if !call.hasRequestEnded { resetOnceWritten(streamID: call.streamID) }
             return
         }
         if let encoding = headers.encoding, encoding != "identity" {
