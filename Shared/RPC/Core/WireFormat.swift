@@ -34,8 +34,9 @@ public enum WireFormat {
             (60_000_000_000, "M"), (3_600_000_000_000, "H"),
         ]
         for (size, unit) in units {
-            // Round up so a deadline is never shortened by formatting.
-            let value = (ns + size - 1) / size
+            // Round up so a deadline is never shortened by formatting
+            // (without `ns + size - 1`, which overflows near Int64.max).
+            let value = ns / size + (ns % size == 0 ? 0 : 1)
             if value <= 99_999_999 { return "\(value)\(unit)" }
         }
         return "99999999H"
