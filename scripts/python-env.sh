@@ -4,6 +4,7 @@
 #   scripts/python-env.sh feast    Feast itself, for the feature store's differential test
 #   scripts/python-env.sh inference  tritonclient, and the reference runtimes behind the inference fixtures
 #   scripts/python-env.sh mlserver   Seldon's MLServer with its XGBoost runtime, the inference benchmark's peer
+#   scripts/python-env.sh attacks    hyper-h2 and grpcio, for the hostile HTTP/2 clients of Tests/Attacks
 # Feast pins its own protobuf, so it gets a virtualenv of its own.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +29,12 @@ case "${1:-interop}" in
     requirements=(mlserver==1.* mlserver-xgboost==1.* "xgboost<3")
     probe="import mlserver, mlserver_xgboost, xgboost"
     ;;
-  *) echo "usage: $0 [interop|feast|inference|mlserver]" >&2; exit 2 ;;
+  attacks)
+    venv="$root/.build-python-attacks"
+    requirements=(h2==4.* grpcio==1.* grpcio-health-checking==1.* protobuf pytest)
+    probe="import h2, hpack, grpc, grpc_health, pytest"
+    ;;
+  *) echo "usage: $0 [interop|feast|inference|mlserver|attacks]" >&2; exit 2 ;;
 esac
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
