@@ -67,6 +67,10 @@ echo "== interop tests: gRPC's Python implementation against ours, and ours agai
 venv=$(./scripts/python-env.sh)
 "$venv/bin/python" -m pytest -q -p no:cacheprovider Tests/Interop/python
 
+echo "== attack suite: hostile HTTP/2 clients against the catalog"
+attacks_venv=$(./scripts/python-env.sh attacks)
+"$attacks_venv/bin/python" -m pytest -q -p no:cacheprovider Tests/Attacks
+
 echo "== feature store against Feast (same views, rows and lookups)"
 feast_venv=$(./scripts/python-env.sh feast)
 "$feast_venv/bin/python" -m pytest -q -p no:cacheprovider Tests/Contract/feast
