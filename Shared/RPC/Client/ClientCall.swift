@@ -13,7 +13,8 @@ final class ClientCall: @unchecked Sendable {
 
     // Request side.
     private var pendingOutbound = ByteBuffer()
-    private var outboundEnded = false
+    /// How far the request and the response have got, and the final status.
+    private var lifecycle = ClientCallStateMachine()
     private var writerWaiter: CheckedContinuation<Void, any Error>?
 
     // Response side.
@@ -24,14 +25,13 @@ final class ClientCall: @unchecked Sendable {
     private var completionWaiter: CheckedContinuation<Void, Never>?
     private var headersWaiters: [CheckedContinuation<Metadata, any Error>] = []
     private var httpStatus: Int?
-    private var headersDone = false
     private(set) var responseHeaders = Metadata()
     private var trailerFields = Metadata()
     private var grpcStatus: Int?
     private var grpcMessage = ""
     private var grpcDetails: String?
     /// Set once the call is over, with its final status.
-    private(set) var finalStatus: RPCStatus?
+    var finalStatus: RPCStatus? { lifecycle.finalStatus }
     private(set) var trailers = Metadata()
     var deadlineTimer: Scheduled<Void>?
 
@@ -68,8 +68,7 @@ final class ClientCall: @unchecked Sendable {
     /// Half-closes: no more request messages.
     func finishSending() {
         onLoop {
-            guard !self.outboundEnded else { return }
-            self.outboundEnded = true
+            guard self.lifecycle.finishSending() else { return }
             self.connection?.resumeData(streamID: self.streamID)
             self.connection?.flushSoon()
         }
@@ -79,7 +78,7 @@ final class ClientCall: @unchecked Sendable {
     func headers() async throws -> Metadata {
         try await withCheckedThrowingContinuation { continuation in
             onLoop {
-                if self.headersDone {
+                if self.lifecycle.headersDelivered {
                     continuation.resume(returning: self.responseHeaders)
                 } else if let status = self.finalStatus {
                     continuation.resume(throwing: RPCError(status: status, trailers: self.trailers))
@@ -109,7 +108,7 @@ final class ClientCall: @unchecked Sendable {
     /// headers, message and END_STREAM leave together.
     func prepareSingleRequest(_ payload: ByteBuffer) {
         WireFormat.writeFrame(payload, into: &pendingOutbound)
-        outboundEnded = true
+        _ = lifecycle.finishSending()
     }
 
     /// Waits until the call is over, then returns its one response message
@@ -167,14 +166,22 @@ final class ClientCall: @unchecked Sendable {
                 waiter.resume()
             }
         }
-        if pendingOutbound.readableBytes == 0 && outboundEnded {
+        if pendingOutbound.readableBytes == 0 && lifecycle.request == .ended {
             return .bytes(count: count, endOfData: true, trailers: nil)
         }
         return count > 0 ? .bytes(count: count, endOfData: false, trailers: nil) : .deferred
     }
 
+    /// Counts a response header field against `limit` before anything of
+    /// it is kept; over the limit the call fails with RESOURCE_EXHAUSTED.
+    func acceptsHeaderField(size: Int, limit: Int) -> Bool {
+        if lifecycle.headerField(size: size, limit: limit) { return true }
+        cancel(RPCStatus(.resourceExhausted, "response metadata exceeds the limit of \(limit) bytes"))
+        return false
+    }
+
     func header(name: String, value: String) {
-        let isTrailer = headersDone
+        let isTrailer = lifecycle.headersDelivered
         switch name {
         case ":status": httpStatus = Int(value)
         case "grpc-status": grpcStatus = Int(value)
@@ -192,16 +199,16 @@ final class ClientCall: @unchecked Sendable {
     }
 
     func headersComplete(endStream: Bool) {
-        if !headersDone {
-            if grpcStatus != nil || endStream {
-                // Trailers-only: everything was in this one block.
-                trailerFields = mergeForTrailersOnly()
-            } else {
-                headersDone = true
-                let waiters = headersWaiters
-                headersWaiters = []
-                for waiter in waiters { waiter.resume(returning: responseHeaders) }
-            }
+        switch lifecycle.headerBlockComplete(hasStatus: grpcStatus != nil, endStream: endStream) {
+        case .trailersOnly:
+            // Everything was in this one block.
+            trailerFields = mergeForTrailersOnly()
+        case .deliverHeaders:
+            let waiters = headersWaiters
+            headersWaiters = []
+            for waiter in waiters { waiter.resume(returning: responseHeaders) }
+        case .trailers:
+            break
         }
         if endStream { remoteEnded() }
     }
@@ -230,41 +237,22 @@ final class ClientCall: @unchecked Sendable {
     }
 
     func remoteEnded() {
-        let status: RPCStatus
+        var received: RPCStatus?
         if let grpcStatus {
             var details: Data?
             if let grpcDetails { details = Base64.decodeLenient(grpcDetails) }
-            status = RPCStatus(.init(wireValue: grpcStatus), grpcMessage, details: details)
-        } else if let httpStatus, httpStatus != 200 {
-            status = Self.statusFromHTTP(httpStatus)
-        } else {
-            status = RPCStatus(.internal, "server ended the stream without grpc-status")
+            received = RPCStatus(.init(wireValue: grpcStatus), grpcMessage, details: details)
         }
-        if deframer.hasPartialMessage && status.code == .ok {
-            complete(with: RPCStatus(.internal, "response ended inside a length-prefixed message"))
-        } else {
-            complete(with: status)
-        }
+        let action = lifecycle.remoteEnded(httpStatus: httpStatus, grpcStatus: received, partialMessage: deframer.hasPartialMessage)
+        if case .complete(let status) = action { completed(with: status) }
     }
 
     /// The stream closed (normally after `remoteEnded`, or by a reset).
     func streamClosed(errorCode: UInt32) {
-        guard finalStatus == nil else {
-            connection?.consumeConnection(count: unconsumedBytes)
-            unconsumedBytes = 0
-            return
-        }
-        switch errorCode {
-        case NGHTTP2_REFUSED_STREAM.rawValue:
-            complete(with: RPCStatus(.unavailable, "stream refused by the server before processing"))
-        case NGHTTP2_CANCEL.rawValue:
-            complete(with: RPCStatus(.cancelled, "stream cancelled by the server"))
-        case NGHTTP2_ENHANCE_YOUR_CALM.rawValue:
-            complete(with: RPCStatus(.resourceExhausted, "server asked to slow down (ENHANCE_YOUR_CALM)"))
-        case NGHTTP2_NO_ERROR.rawValue where grpcStatus != nil:
-            remoteEnded()
-        default:
-            complete(with: RPCStatus(.internal, "stream closed with HTTP/2 error \(errorCode)"))
+        switch lifecycle.streamClosed(errorCode: errorCode, hasStatus: grpcStatus != nil) {
+        case .complete(.complete(let status)): completed(with: status)
+        case .endFromFields: remoteEnded()
+        case .complete(.none), .none: break
         }
         connection?.consumeConnection(count: unconsumedBytes)
         unconsumedBytes = 0
@@ -276,15 +264,18 @@ final class ClientCall: @unchecked Sendable {
     }
 
     private func complete(with status: RPCStatus) {
-        guard finalStatus == nil else { return }
-        finalStatus = status
+        if case .complete(let status) = lifecycle.complete(status) { completed(with: status) }
+    }
+
+    /// The call just got its final status: wake everyone waiting.
+    private func completed(with status: RPCStatus) {
         trailers = trailerFields
         deadlineTimer?.cancel()
         deadlineTimer = nil
         let waiters = headersWaiters
         headersWaiters = []
         for waiter in waiters {
-            if headersDone { waiter.resume(returning: responseHeaders) } else { waiter.resume(throwing: RPCError(status: status, trailers: trailers)) }
+            if lifecycle.headersDelivered { waiter.resume(returning: responseHeaders) } else { waiter.resume(throwing: RPCError(status: status, trailers: trailers)) }
         }
         if let waiter = writerWaiter {
             writerWaiter = nil
@@ -321,18 +312,5 @@ final class ClientCall: @unchecked Sendable {
                 waiter.resume(throwing: RPCError(status: status, trailers: trailers))
             }
         }
-    }
-
-    /// gRPC's mapping of HTTP statuses when no grpc-status came.
-    static func statusFromHTTP(_ code: Int) -> RPCStatus {
-        let mapped: RPCStatus.Code = switch code {
-        case 400: .internal
-        case 401: .unauthenticated
-        case 403: .permissionDenied
-        case 404: .unimplemented
-        case 429, 502, 503, 504: .unavailable
-        default: .unknown
-        }
-        return RPCStatus(mapped, "HTTP status \(code) without grpc-status")
     }
 }

@@ -131,7 +131,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     func sessionBeginHeaders(streamID: Int32) {}
 
     func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
-        calls[streamID]?.header(name: field.nameString, value: field.valueString)
+        guard let call = calls[streamID],
+              call.acceptsHeaderField(size: field.name.count + field.value.count, limit: Int(settings.maxHeaderListSize))
+        else { return }
+        call.header(name: field.nameString, value: field.valueString)
     }
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
