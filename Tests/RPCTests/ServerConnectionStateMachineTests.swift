@@ -16,7 +16,8 @@ import Testing
             minPingInterval: .seconds(300), maxPingStrikes: 2, maxConnectionIdle: .seconds(600),
             maxConnectionAge: nil, maxConnectionAgeGrace: nil, writeStallTimeout: .seconds(30),
             maxContinuationFrames: 4,
-            resets: TokenBucket.Rate(burst: 10, perSecond: 5), settings: TokenBucket.Rate(burst: 3, perSecond: 1))
+            resets: TokenBucket.Rate(burst: 10, perSecond: 5), settings: TokenBucket.Rate(burst: 3, perSecond: 1),
+            controlFrames: TokenBucket.Rate(burst: 5, perSecond: 1))
     }
 
     static func active(_ limits: Machine.Limits = limits) -> Machine {
@@ -112,6 +113,15 @@ import Testing
         do { let action = machine.frameBegan(type: Frame.settings, flags: 0, now: Self.start); #expect(action == .none) }
         do { let action = machine.frameBegan(type: Frame.settings, flags: 0, now: Self.start); #expect(action == .none) }
         do { let action = machine.frameBegan(type: Frame.settings, flags: 0, now: Self.start); #expect(isAbort(action, .settingsFrames)) }
+    }
+
+    @Test func controlFramesAreBudgetedAndDataSentEarnsMore() {
+        let windowUpdate: UInt8 = 0x8
+        var machine = Self.active()
+        for _ in 0..<5 { do { let action = machine.frameBegan(type: windowUpdate, flags: 0, now: Self.start); #expect(action == .none) } }
+        machine.responseDataSent()  // two more WINDOW_UPDATEs are fair
+        for _ in 0..<2 { do { let action = machine.frameBegan(type: windowUpdate, flags: 0, now: Self.start); #expect(action == .none) } }
+        do { let action = machine.frameBegan(type: Frame.data, flags: 0, now: Self.start); #expect(isAbort(action, .controlFrames)) }
     }
 
     // MARK: Ping strikes

@@ -130,11 +130,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     func sessionBeginHeaders(streamID: Int32) {}
 
-    func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
-        guard let call = calls[streamID],
-              call.acceptsHeaderField(size: field.name.count + field.value.count, limit: Int(settings.maxHeaderListSize))
-        else { return }
+    func sessionHeader(streamID: Int32, field: HTTP2HeaderField) -> Bool {
+        guard let call = calls[streamID] else { return true }
+        guard call.acceptsHeaderField(size: field.name.count + field.value.count, limit: Int(settings.maxHeaderListSize)) else {
+            return false
+        }
         call.header(name: field.nameString, value: field.valueString)
+        return true
     }
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {

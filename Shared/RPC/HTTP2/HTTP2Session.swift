@@ -43,7 +43,9 @@ struct HTTP2HeaderField {
 /// channel's event loop, from inside `receive` or `send`.
 protocol HTTP2SessionDelegate: AnyObject {
     func sessionBeginHeaders(streamID: Int32)
-    func sessionHeader(streamID: Int32, field: HTTP2HeaderField)
+    /// One decoded header field. False resets the stream and skips the
+    /// rest of its block unread (an owner that has seen enough).
+    func sessionHeader(streamID: Int32, field: HTTP2HeaderField) -> Bool
     func sessionHeadersComplete(streamID: Int32, endStream: Bool)
     func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer)
     func sessionDataComplete(streamID: Int32, endStream: Bool)
@@ -51,9 +53,8 @@ protocol HTTP2SessionDelegate: AnyObject {
     func sessionGoAway(lastStreamID: Int32, errorCode: UInt32)
     func sessionReadData(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> DataReadResult
     /// A frame header arrived (only when the session was made with
-    /// `watchesFrames`): the first frame, and HEADERS, RST_STREAM,
-    /// SETTINGS, PING and CONTINUATION frames. False ends the session
-    /// (`receive` throws).
+    /// `watchesFrames`): the first frame, and every frame but DATA with a
+    /// payload (the traffic itself). False ends the session (`receive` throws).
     func sessionBeginFrame(type: UInt8, flags: UInt8, streamID: Int32) -> Bool
 }
 
@@ -300,8 +301,9 @@ final class HTTP2Session {
             guard let header else { return 0 }
             let session = HTTP2Session.from(userData)
             let type = header.pointee.type
-            // DATA and WINDOW_UPDATE, most of the traffic, are not reported.
-            guard !session.sawFirstFrame || type == 0x1 || type == 0x3 || type == 0x4 || type == 0x6 || type == 0x9 else { return 0 }
+            // DATA frames with a payload, most of the traffic, are not
+            // reported; empty ones without END_STREAM are (a known flood).
+            if session.sawFirstFrame && type == 0x0 && (header.pointee.length > 0 || header.pointee.flags & 0x1 != 0) { return 0 }
             session.sawFirstFrame = true
             let proceed = session.delegate.sessionBeginFrame(type: type, flags: header.pointee.flags, streamID: header.pointee.stream_id)
             return proceed ? 0 : Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
@@ -320,8 +322,8 @@ final class HTTP2Session {
             guard let frame, let name, let value else { return 0 }
             let field = HTTP2HeaderField(name: UnsafeBufferPointer(start: name, count: nameLength),
                                          value: UnsafeBufferPointer(start: value, count: valueLength))
-            HTTP2Session.from(userData).delegate.sessionHeader(streamID: frame.pointee.hd.stream_id, field: field)
-            return 0
+            let keep = HTTP2Session.from(userData).delegate.sessionHeader(streamID: frame.pointee.hd.stream_id, field: field)
+            return keep ? 0 : Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
             guard let frame else { return 0 }

@@ -92,9 +92,15 @@ public final class RPCServer: Sendable {
             /// SETTINGS frames from a client: a burst, then a rate.
             public var settingsBurst: Int
             public var settingsPerSecond: Int
+            /// Frames that ask nothing of the server (WINDOW_UPDATE, PRIORITY,
+            /// empty DATA, unknown types): a burst, then a rate, and two more
+            /// for each DATA frame the server sends (the updates it calls for).
+            public var controlFrameBurst: Int
+            public var controlFramesPerSecond: Int
 
             public static var defaults: FloodLimits {
-                FloodLimits(maxContinuationFrames: 16, resetBurst: 400, resetsPerSecond: 200, settingsBurst: 50, settingsPerSecond: 10)
+                FloodLimits(maxContinuationFrames: 16, resetBurst: 400, resetsPerSecond: 200, settingsBurst: 50, settingsPerSecond: 10,
+                            controlFrameBurst: 2000, controlFramesPerSecond: 1000)
             }
         }
 
@@ -134,7 +140,8 @@ public final class RPCServer: Sendable {
                 maxConnectionAgeGrace: maxConnectionAgeGrace, writeStallTimeout: writeStallTimeout,
                 maxContinuationFrames: floods.maxContinuationFrames,
                 resets: TokenBucket.Rate(burst: floods.resetBurst, perSecond: floods.resetsPerSecond),
-                settings: TokenBucket.Rate(burst: floods.settingsBurst, perSecond: floods.settingsPerSecond))
+                settings: TokenBucket.Rate(burst: floods.settingsBurst, perSecond: floods.settingsPerSecond),
+                controlFrames: TokenBucket.Rate(burst: floods.controlFrameBurst, perSecond: floods.controlFramesPerSecond))
         }
 
         /// The per-connection buffer bound actually enforced: room for one

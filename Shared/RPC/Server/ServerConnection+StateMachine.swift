@@ -33,6 +33,9 @@ struct ServerConnectionStateMachine {
         var maxContinuationFrames: Int
         var resets: TokenBucket.Rate
         var settings: TokenBucket.Rate
+        /// Frames that ask nothing of the server (WINDOW_UPDATE, PRIORITY,
+        /// empty DATA, unknown types); each DATA frame sent earns two back.
+        var controlFrames: TokenBucket.Rate
     }
 
     enum State: Equatable {
@@ -66,6 +69,7 @@ struct ServerConnectionStateMachine {
 
     /// HTTP/2 frame types and flags the machine looks at.
     enum Frame {
+        static let data: UInt8 = 0x0
         static let headers: UInt8 = 0x1
         static let rstStream: UInt8 = 0x3
         static let settings: UInt8 = 0x4
@@ -99,6 +103,7 @@ struct ServerConnectionStateMachine {
 
     private var resetBudget: TokenBucket
     private var settingsBudget: TokenBucket
+    private var controlFrameBudget: TokenBucket
 
     init(limits: Limits, now: NIODeadline) {
         self.limits = limits
@@ -108,6 +113,7 @@ struct ServerConnectionStateMachine {
         nextKeepaliveCheck = limits.keepaliveTime.map { now + $0 }
         resetBudget = TokenBucket(rate: limits.resets, now: now)
         settingsBudget = TokenBucket(rate: limits.settings, now: now)
+        controlFrameBudget = TokenBucket(rate: limits.controlFrames, now: now)
     }
 
     var acceptsCalls: Bool { state == .active }
@@ -123,10 +129,8 @@ struct ServerConnectionStateMachine {
         readSinceKeepaliveCheck = true
     }
 
-    /// A frame header arrived. Called for every frame while the preface is
-    /// awaited or a header block is open, and otherwise only for the frame
-    /// types the machine counts (HEADERS without END_HEADERS, RST_STREAM,
-    /// SETTINGS, PING, CONTINUATION), so DATA costs nothing.
+    /// A frame header arrived: any frame but DATA with a payload (the
+    /// traffic itself costs nothing here).
     mutating func frameBegan(type: UInt8, flags: UInt8, now: NIODeadline) -> Action {
         if state == .awaitingPreface { state = .active }
         switch type {
@@ -155,7 +159,10 @@ struct ServerConnectionStateMachine {
             }
             return clientPing(now: now)
         default:
-            break
+            // WINDOW_UPDATE, PRIORITY, empty DATA, unknown types.
+            if !controlFrameBudget.take(now: now) {
+                return abort(ErrorCode.enhanceYourCalm, .controlFrames, "too many control frames")
+            }
         }
         return .none
     }
@@ -178,10 +185,17 @@ struct ServerConnectionStateMachine {
         return .none
     }
 
-    /// Response headers or data went out: the client may ping again.
-    mutating func responseDataSent() {
+    /// Response headers went out: the client may ping again.
+    mutating func responseHeadersSent() {
         sentDataSinceClientPing = true
         pingStrikes = 0
+    }
+
+    /// A DATA frame went out: the client may ping again, and may send the
+    /// WINDOW_UPDATEs it calls for.
+    mutating func responseDataSent() {
+        responseHeadersSent()
+        controlFrameBudget.give(2)
     }
 
     // MARK: Calls
@@ -321,6 +335,7 @@ public enum LimitKind: String, Sendable, CaseIterable {
     case continuationFrames = "continuation_frames"
     case streamResets = "stream_resets"
     case settingsFrames = "settings_frames"
+    case controlFrames = "control_frames"
     case pingStrikes = "ping_strikes"
     case outboundQueue = "outbound_queue"
     case handshakeTimeout = "handshake_timeout"
@@ -351,6 +366,11 @@ struct TokenBucket {
         self.rate = rate
         self.tokens = Int64(rate.burst) * Self.scale
         self.updated = now
+    }
+
+    /// Adds `count` tokens, up to the burst.
+    mutating func give(_ count: Int) {
+        tokens = min(Int64(rate.burst) * Self.scale, tokens + Int64(count) * Self.scale)
     }
 
     mutating func take(now: NIODeadline) -> Bool {

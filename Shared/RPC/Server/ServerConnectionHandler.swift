@@ -202,7 +202,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     }
 
     func submitResponse(streamID: Int32, headers: [(String, String)], hasBody: Bool) {
-        machine.responseDataSent()
+        machine.responseHeadersSent()
         do {
             try session.submitResponse(streamID: streamID, headers: headers, hasBody: hasBody)
         } catch {
@@ -328,21 +328,32 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         recentCall = call
     }
 
-    func sessionHeader(streamID: Int32, field: HTTP2HeaderField) {
-        guard let call = call(streamID), call.method == nil, !call.isFinished, call.brokenHeaderLimit == nil else { return }
+    func sessionHeader(streamID: Int32, field: HTTP2HeaderField) -> Bool {
+        guard let call = call(streamID), call.method == nil, !call.isFinished else { return true }
         // Counted before anything is kept: a header block that decodes to
-        // more than the limits (an HPACK bomb) costs nothing but the count.
+        // more than the limits keeps nothing more. A little over, the call
+        // gets RESOURCE_EXHAUSTED when the block ends; far over (an HPACK
+        // bomb), the stream is reset and nghttp2 skips the rest of the
+        // block without validating or reporting each field.
         call.headerListSize += field.name.count + field.value.count + 32
         call.headerCount += 1
-        if call.headerListSize > Int(shared.configuration.maxHeaderListSize) {
+        let maxSize = Int(shared.configuration.maxHeaderListSize), maxCount = shared.configuration.maxHeaderCount
+        if call.brokenHeaderLimit != nil {
+            if call.headerListSize > 2 * maxSize || call.headerCount > 2 * maxCount {
+                shared.limitMetrics.hit(call.brokenHeaderLimit!)
+                return false
+            }
+            return true
+        }
+        if call.headerListSize > maxSize {
             call.brokenHeaderLimit = .headerListSize
             call.headers = ServerCall.RequestHeaders()
-            return
+            return true
         }
-        if call.headerCount > shared.configuration.maxHeaderCount {
+        if call.headerCount > maxCount {
             call.brokenHeaderLimit = .headerCount
             call.headers = ServerCall.RequestHeaders()
-            return
+            return true
         }
         // Names compared as bytes; strings made only of what the call keeps.
         if field.nameIs(":path") {
@@ -353,7 +364,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             call.headers.contentType = field.valueString(reusing: "application/grpc")
         } else if field.nameIs("te") || field.nameIs(":scheme") || field.nameIs(":authority") || field.nameIs("user-agent")
                     || field.nameIs("grpc-accept-encoding") {
-            return  // reserved, and nothing the server uses
+            return true  // reserved, and nothing the server uses
         } else if field.nameIs("grpc-timeout") {
             call.headers.timeout = field.valueString
         } else if field.nameIs("grpc-encoding") {
@@ -362,6 +373,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
             let name = field.nameString
             if !Metadata.isReserved(name) { call.headers.metadata.addFromWire(name: name, value: field.valueString) }
         }
+        return true
     }
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
