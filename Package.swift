@@ -64,6 +64,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             path: "Shared/RPC",
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
