@@ -1,0 +1,1 @@
+../../../../Shared/ServiceKit/ProtobufWire.swift
