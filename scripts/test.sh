@@ -79,5 +79,8 @@ echo "== inference through tritonclient (Triton's Python client)"
 inference_venv=$(./scripts/python-env.sh inference)
 "$inference_venv/bin/python" -m pytest -q -p no:cacheprovider Tests/Contract/triton
 
+echo "== fuzzing: the runtime's parsers under libFuzzer, a short bounded run per target (Tests/Fuzz)"
+scripts/fuzz.sh --ci
+
 echo "== swift tests"
 scripts/with-test-postgres.sh swift test --skip-build
