@@ -272,7 +272,7 @@ def deframer_corpus():
         "at-the-limit": bytes([0x80 | 5, 13]) + m(b"12345"),
         "length-max": bytes([big, 14]) + b"\x00\xff\xff\xff\xff",
         "repeated-past-64k": bytes([big, 3]) + m(b"r" * 1000),
-        "repeated-small-messages": bytes([big, 7]) + m(b"s") * 3,
+        "repeated-two-messages": bytes([big, 7]) + m(b"s" * 700) + m(b"t" * 300),
     }
 
 
