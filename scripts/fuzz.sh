@@ -64,9 +64,13 @@ is_target() {
 run() {
   local target=$1 log=$2
   shift 2
-  local status=0
+  local status=0 leaks=1
+  # -detect_leaks=0 covers the fuzzing loop; LeakSanitizer's check at exit
+  # is ASan's own.
+  [[ "$(options_for "$target")" == *-detect_leaks=0* ]] && leaks=0
   # shellcheck disable=SC2046
-  "$bin/$target" $(options_for "$target") -rss_limit_mb=2048 -timeout=10 "$@" >"$log" 2>&1 || status=$?
+  ASAN_OPTIONS="detect_leaks=$leaks${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+    "$bin/$target" $(options_for "$target") -rss_limit_mb=2048 -timeout=10 "$@" >"$log" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then
     echo "error: $target failed (exit $status); the end of $log:" >&2
     tail -n 60 "$log" >&2
@@ -74,7 +78,7 @@ run() {
     unit=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
     if [ -n "$unit" ]; then
       echo "reproducer: $unit" >&2
-      echo "replay it:  SWIFT_BACKTRACE=enable=no $bin/$target $(options_for "$target") $unit" >&2
+      echo "replay it:  SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=$leaks $bin/$target $(options_for "$target") $unit" >&2
     fi
     return 1
   fi
