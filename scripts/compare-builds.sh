@@ -11,13 +11,15 @@
 #
 # DATA_DIR is copied for each server; REQUEST_FILE is a gRPC-framed request
 # body (what `h2load -d` sends). Environment: ROUNDS (3), DURATION (6),
-# TENANT (bench). Example:
+# TENANT (bench), CLIENTS and STREAMS (4 and 16: connections and calls in
+# flight on each; at 1x1 the servers barely compete and the ratio is one of
+# latencies). Example:
 #   scripts/compare-builds.sh /tmp/experimentation-old .build/release/experimentation \
 #     /tmp/xp/data /platform.experimentation.v1.ExperimentationService/GetAssignments /tmp/xp/assign.bin
 set -euo pipefail
 [ $# -ge 5 ] || { sed -n '2,17p' "$0"; exit 2; }
 old=$(realpath "$1"); new=$(realpath "$2"); data=$3; path=$4; request=$(realpath "$5"); shift 5
-rounds=${ROUNDS:-3}; duration=${DURATION:-6}; tenant=${TENANT:-bench}
+rounds=${ROUNDS:-3}; duration=${DURATION:-6}; tenant=${TENANT:-bench}; clients=${CLIENTS:-4}; streams=${STREAMS:-16}
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib/benchmark.sh"
 work=$(mktemp -d)
@@ -27,12 +29,12 @@ taskset -c 0 "$old" --port 7981 --admin-port 0 --host 127.0.0.1 --data-dir "$wor
 taskset -c 0 "$new" --port 7982 --admin-port 0 --host 127.0.0.1 --data-dir "$work/new-data" --log-level warning "$@" > "$work/new.log" 2>&1 &
 wait_for_port 7981; wait_for_port 7982
 load() {  # port, output
-  taskset -c 1 h2load -D "$duration" --warm-up-time=1 -c 4 -m 16 -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
+  taskset -c 1 h2load -D "$duration" --warm-up-time=1 -c "$clients" -m "$streams" -t 1 -H 'content-type: application/grpc' -H 'te: trailers' \
     -H "x-tenant-id: $tenant" -d "$request" "http://127.0.0.1:$1$path" > "$2" 2>&1
 }
 rate() { awk '/^finished/ {print $4}' "$1"; }
 failed() { awk '/^requests:/ {print $10+$12+$14}' "$1"; }
-echo "# side by side on core 0, 4x16 each from core 1, ${duration}s rounds"
+echo "# side by side on core 0, ${clients}x${streams} each from core 1, ${duration}s rounds"
 printf '%-8s %12s %12s %8s %8s\n' round old new ratio failed
 for round in $(seq 1 "$rounds"); do
   load 7981 "$work/old.out" & first=$!

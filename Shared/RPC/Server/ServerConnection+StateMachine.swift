@@ -131,11 +131,13 @@ struct ServerConnectionStateMachine {
 
     /// A frame header arrived: any frame but DATA with a payload (the
     /// traffic itself costs nothing here).
-    mutating func frameBegan(type: UInt8, flags: UInt8, now: NIODeadline) -> Action {
+    /// `now` is read only for the frames that need the time (a header
+    /// block begins, a ping, a budget run dry).
+    mutating func frameBegan(type: UInt8, flags: UInt8, now: @autoclosure () -> NIODeadline) -> Action {
         if state == .awaitingPreface { state = .active }
         switch type {
         case Frame.headers:
-            headerBlock = flags & Frame.endHeadersFlag == 0 ? (now, 0) : nil
+            headerBlock = flags & Frame.endHeadersFlag == 0 ? (now(), 0) : nil
         case Frame.continuation:
             guard var block = headerBlock else { return .none }  // nghttp2 rejects it as a protocol error
             block.continuations += 1
@@ -145,11 +147,11 @@ struct ServerConnectionStateMachine {
             }
             headerBlock = flags & Frame.endHeadersFlag == 0 ? block : nil
         case Frame.rstStream:
-            if !resetBudget.take(now: now) {
+            if !resetBudget.take(now: now()) {
                 return abort(ErrorCode.enhanceYourCalm, .streamResets, "too many stream resets")
             }
         case Frame.settings:
-            if flags & Frame.ackFlag == 0, !settingsBudget.take(now: now) {
+            if flags & Frame.ackFlag == 0, !settingsBudget.take(now: now()) {
                 return abort(ErrorCode.enhanceYourCalm, .settingsFrames, "too many SETTINGS frames")
             }
         case Frame.ping:
@@ -157,10 +159,10 @@ struct ServerConnectionStateMachine {
                 pingAckDeadline = nil
                 return .none
             }
-            return clientPing(now: now)
+            return clientPing(now: now())
         default:
             // WINDOW_UPDATE, PRIORITY, empty DATA, unknown types.
-            if !controlFrameBudget.take(now: now) {
+            if !controlFrameBudget.take(now: now()) {
                 return abort(ErrorCode.enhanceYourCalm, .controlFrames, "too many control frames")
             }
         }
@@ -189,12 +191,14 @@ struct ServerConnectionStateMachine {
     mutating func responseHeadersSent() {
         sentDataSinceClientPing = true
         pingStrikes = 0
+        controlFrameBudget.give(1)
     }
 
     /// A DATA frame went out: the client may ping again, and may send the
     /// WINDOW_UPDATEs it calls for.
     mutating func responseDataSent() {
-        responseHeadersSent()
+        sentDataSinceClientPing = true
+        pingStrikes = 0
         controlFrameBudget.give(2)
     }
 
@@ -349,7 +353,8 @@ public enum LimitKind: String, Sendable, CaseIterable {
 }
 
 /// A rate with a burst: `take` succeeds while tokens last, and tokens come
-/// back at `perSecond`.
+/// back at `perSecond`. The clock is read only once the tokens run out
+/// (what accrued since the last refill is added then, up to the burst).
 struct TokenBucket {
     struct Rate {
         var burst: Int
@@ -373,8 +378,13 @@ struct TokenBucket {
         tokens = min(Int64(rate.burst) * Self.scale, tokens + Int64(count) * Self.scale)
     }
 
-    mutating func take(now: NIODeadline) -> Bool {
+    mutating func take(now: @autoclosure () -> NIODeadline) -> Bool {
+        if tokens >= Self.scale {
+            tokens -= Self.scale
+            return true
+        }
         let capacity = Int64(rate.burst) * Self.scale
+        let now = now()
         if now > updated {
             let elapsed = (now - updated).nanoseconds
             // perSecond tokens a second, in millionths: perSecond * scale / 1e9 per nanosecond.

@@ -312,7 +312,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
            !machine.isInHeaderBlock, !machine.isAwaitingPreface {
             return true
         }
-        let action = machine.frameBegan(type: type, flags: flags, now: .now())
+        let action = machine.frameBegan(type: type, flags: flags, now: NIODeadline.now())
         guard case .abort = action else { return true }
         pendingAbort = action
         return false
