@@ -151,11 +151,14 @@ extension ProtobufWire {
             return nil
         }
 
-        /// The next field's number and wire type; nil at a malformed tag or
-        /// a wire type this reader does not handle (groups).
+        /// The next field's number and wire type; nil at a malformed tag, a
+        /// wire type this reader does not handle (groups), or a tag
+        /// SwiftProtobuf refuses: longer than 5 bytes or above 32 bits.
         @inlinable
         public mutating func tag() -> (field: UInt64, wireType: WireType)? {
-            guard let key = varint(), key >> 3 != 0, let wireType = WireType(rawValue: UInt8(key & 7)) else { return nil }
+            let start = cursor
+            guard let key = varint(), cursor - start <= 5, key <= UInt64(UInt32.max), key >> 3 != 0,
+                  let wireType = WireType(rawValue: UInt8(key & 7)) else { return nil }
             return (key >> 3, wireType)
         }
 
