@@ -126,7 +126,7 @@ public final class RPCServer: Sendable {
                 shutdownGracePeriod: .seconds(10), handlerExecutor: .sharedPool,
                 maxConnections: 4096, maxConnectionsPerPeer: 256, maxHeaderCount: 128,
                 maxBufferedBytesPerConnection: 8 << 20, maxBufferedBytes: 128 << 20,
-                bufferedBytesReservePerConnection: 64 << 10,
+                bufferedBytesReservePerConnection: 16 << 10,
                 handshakeTimeout: .seconds(10), writeStallTimeout: .seconds(30),
                 keepalive: .defaults, floods: .defaults)
         }
