@@ -36,6 +36,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         }
     }
 
+    /// The context holds this handler: keeping it past removal would keep
+    /// both (and the nghttp2 session) alive for ever.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         flush()
         context.fireChannelActive()

@@ -86,6 +86,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
         rearmTimer()
     }
 
+    /// The context holds this handler: keeping it past removal would keep
+    /// both, the nghttp2 session and the calls alive for ever (tens of KiB
+    /// a connection; found by the connection fuzzer's leak check).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         flush()
         context.fireChannelActive()
