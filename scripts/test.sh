@@ -4,8 +4,10 @@
 #   2. the Swift suite: runtime tests over loopback sockets, every service
 #      started from its real buildService, contract tests,
 #   3. interop with gRPC's own Python implementation, both directions,
-#   4. the feature store against Feast itself (differential test),
-#   5. the inference service through Triton's own client (tritonclient).
+#   4. hostile HTTP/2 clients against the catalog (Tests/Attacks),
+#   5. the feature store against Feast itself (differential test),
+#   6. the inference service through Triton's own client (tritonclient),
+#   7. a short libFuzzer run of each of the runtime's fuzz targets (Tests/Fuzz).
 # Installs what it needs first (Debian packages, a Python virtualenv).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
