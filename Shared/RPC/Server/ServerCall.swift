@@ -124,9 +124,6 @@ final class ServerCall: @unchecked Sendable {
     /// The request's header block is complete.
     func headersReceived(endStream: Bool) { lifecycle.headersReceived(endStream: endStream) }
 
-    /// The request's END_STREAM arrived on a DATA frame (before the frame is handled).
-    func noteRequestEnded() { lifecycle.requestEnded() }
-
     func endOfRequest() -> RPCStatus? {
         lifecycle.requestEnded()
         if deframer.hasPartialMessage {

@@ -386,7 +386,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
         guard let call = call(streamID) else { return }
         call.headersReceived(endStream: endStream)
-        if endStream { call.noteRequestEnded() }
         if call.method == nil && !call.isFinished {
             if let broken = call.brokenHeaderLimit {
                 shared.limitMetrics.hit(broken)
@@ -429,7 +428,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate
 
     func sessionDataComplete(streamID: Int32, endStream: Bool) {
         guard endStream, let call = call(streamID) else { return }
-        call.noteRequestEnded()
         requestEnded(call)
     }
 
